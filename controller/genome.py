@@ -1,0 +1,244 @@
+"""Genome files: what evolution found, with everything needed to run it and to know where it came from.
+
+A genome file is an ``.npz`` archive (loaded with ``allow_pickle=False``, never unpickled) holding
+one JSON metadata string and float32 arrays:
+
+- ``meta``: format version, kind (``hebbian`` | ``static``), rule, layer sizes, activations,
+  initial-weight distribution, normalisation, task id, observation/action sizes, provenance.
+- ``coefficients_K`` (hebbian): layer K's per-synapse rule coefficients, shape (n_in, n_out, k).
+- ``weights_K``: layer K's weights, shape (n_in, n_out): the static network's weights, or a
+  Hebbian genome's co-evolved initial weights (``init: coevolve``).
+
+Loading checks every field and says exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.errors import UserError
+from controller.network import FeedForward, HebbianNetwork, NetworkSpec, StaticNetwork
+from controller.rules import get_rule
+
+FORMAT_VERSION = 1
+KINDS = ("hebbian", "static")
+COEVOLVE = "coevolve"
+
+
+def code_version() -> str:
+    """The installed package version, recorded in each genome's provenance."""
+    try:
+        from importlib.metadata import version
+
+        return version("hebbian-quadruped")
+    except Exception:  # not installed (running from a source tree)
+        return "source"
+
+
+@dataclass
+class Genome:
+    """Inherited parameters of a controller plus the metadata to rebuild and validate it."""
+
+    kind: str
+    spec: NetworkSpec
+    task: str
+    coefficients: list[np.ndarray] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def obs_size(self) -> int:
+        return self.spec.obs_size
+
+    @property
+    def action_size(self) -> int:
+        return self.spec.action_size
+
+    @property
+    def coevolved(self) -> bool:
+        return self.kind == "hebbian" and self.spec.init == COEVOLVE
+
+    def build(self, backend: str = "auto") -> FeedForward:
+        """The network this genome describes, ready for ``reset(rng)``."""
+        if self.kind == "static":
+            return StaticNetwork(self.spec, self.weights, backend)
+        initial = self.weights if self.coevolved else None
+        return HebbianNetwork(self.spec, self.coefficients, backend, initial_weights=initial)
+
+    # --- flat parameter vectors, for the evolution strategy -------------------------------
+    @staticmethod
+    def array_shapes(kind: str, spec: NetworkSpec) -> list[tuple[str, tuple[int, ...]]]:
+        """Names and shapes of the arrays a genome of this kind and spec holds, in vector order."""
+        shapes: list[tuple[str, tuple[int, ...]]] = []
+        if kind == "hebbian":
+            k = get_rule(spec.rule).size
+            shapes += [(f"coefficients_{i}", (a, b, k)) for i, (a, b) in enumerate(spec.layer_shapes)]
+        if kind == "static" or spec.init == COEVOLVE:
+            shapes += [(f"weights_{i}", (a, b)) for i, (a, b) in enumerate(spec.layer_shapes)]
+        return shapes
+
+    @classmethod
+    def parameter_count(cls, kind: str, spec: NetworkSpec) -> int:
+        return sum(int(np.prod(shape)) for _, shape in cls.array_shapes(kind, spec))
+
+    @classmethod
+    def from_vector(
+        cls, kind: str, spec: NetworkSpec, task: str, vector: np.ndarray, **provenance: Any
+    ) -> Genome:
+        """Split a flat parameter vector (the ES's search space) into a genome."""
+        vector = np.asarray(vector, dtype=np.float32)
+        expected = cls.parameter_count(kind, spec)
+        if vector.shape != (expected,):
+            raise ValueError(f"a {kind} genome of this spec has {expected} parameters, got {vector.shape}")
+        arrays: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": []}
+        start = 0
+        for name, shape in cls.array_shapes(kind, spec):
+            size = int(np.prod(shape))
+            arrays[name.split("_")[0]].append(vector[start : start + size].reshape(shape).copy())
+            start += size
+        return cls(kind, spec, task, arrays["coefficients"], arrays["weights"], dict(provenance))
+
+    def to_vector(self) -> np.ndarray:
+        return np.concatenate([a.reshape(-1) for a in self.coefficients + self.weights]).astype(
+            np.float32
+        )
+
+    # --- files ------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "rule": self.spec.rule if self.kind == "hebbian" else None,
+            "layer_sizes": list(self.spec.layer_sizes),
+            "activations": list(self.spec.activations),
+            "init": self.spec.init,
+            "normalise": self.spec.normalise,
+            "task": self.task,
+            "obs_size": self.obs_size,
+            "action_size": self.action_size,
+            "provenance": {"code_version": code_version(), **self.provenance},
+        }
+
+
+def save_genome(genome: Genome, path: str | os.PathLike) -> Path:
+    """Write atomically (temporary file, then rename), so a crash never leaves half a genome."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        **{f"coefficients_{i}": c.astype(np.float32) for i, c in enumerate(genome.coefficients)},
+        **{f"weights_{i}": w.astype(np.float32) for i, w in enumerate(genome.weights)},
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(genome.metadata())), **arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+SHIPPED = {
+    "ant": "ant_hebbian.npz",
+    "ant-hebbian": "ant_hebbian.npz",
+    "ant-static": "ant_static.npz",
+}
+
+
+def shipped_genome_path(name: str) -> Path:
+    """Path of a genome shipped inside the package, found through the package's resources."""
+    resource = resources.files("controller") / "genomes" / SHIPPED[name]
+    return Path(str(resource))
+
+
+def _fail(source: str, problem: str) -> UserError:
+    return UserError(f"bad genome file {source}: {problem}")
+
+
+def load_genome(
+    source: str | os.PathLike,
+    task: str | None = None,
+    obs_size: int | None = None,
+    action_size: int | None = None,
+) -> Genome:
+    """Read and validate a genome file or a shipped genome's short name (e.g. ``ant-static``).
+
+    ``task``/``obs_size``/``action_size``, when given, must match what the genome was evolved for.
+    Every problem is a :class:`UserError` whose message names it and the fix.
+    """
+    name = str(source)
+    path = shipped_genome_path(name) if name in SHIPPED else Path(name)
+    if not path.is_file():
+        raise UserError(
+            f"genome file {name} not found; give a path to a .npz genome or one of "
+            f"{', '.join(SHIPPED)}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _fail(name, f"not a readable .npz archive ({exc}); re-export or re-download it") from None
+    if "meta" not in arrays:
+        raise _fail(name, "no 'meta' entry; this is not a genome written by save_genome")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise _fail(
+                name, f"format version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}"
+            )
+        kind = meta["kind"]
+        if kind not in KINDS:
+            raise _fail(name, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        spec = NetworkSpec(
+            layer_sizes=tuple(meta["layer_sizes"]),
+            activations=tuple(meta["activations"]),
+            rule=meta["rule"] or "ABCD_lr",
+            init=meta["init"],
+            normalise=bool(meta["normalise"]),
+        )
+        genome_task = str(meta["task"])
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise _fail(name, f"malformed metadata ({exc})") from None
+    loaded: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": []}
+    for key, shape in Genome.array_shapes(kind, spec):
+        if key not in arrays:
+            raise _fail(name, f"missing array {key!r}")
+        array = arrays.pop(key)
+        if array.shape != shape:
+            raise _fail(name, f"array {key!r} has shape {array.shape}, the metadata says {shape}")
+        if array.dtype != np.float32:
+            raise _fail(name, f"array {key!r} is {array.dtype}, expected float32")
+        if not np.all(np.isfinite(array)):
+            raise _fail(name, f"array {key!r} holds NaN or infinite values")
+        loaded[key.split("_")[0]].append(array)
+    if arrays:
+        raise _fail(name, f"unexpected arrays {sorted(arrays)}")
+    if task is not None and genome_task != task:
+        raise UserError(
+            f"genome {name} was evolved for task {genome_task!r}, not {task!r}; "
+            f"pick a genome for {task!r} or run --sim {genome_task}"
+        )
+    for label, want, have in (("observation", obs_size, spec.obs_size), ("action", action_size, spec.action_size)):
+        if want is not None and want != have:
+            raise UserError(
+                f"genome {name} expects {label} size {have} but the robot gives {want}; "
+                "use a genome evolved for this robot"
+            )
+    return Genome(kind, spec, genome_task, loaded["coefficients"], loaded["weights"], meta["provenance"])

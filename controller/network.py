@@ -1,0 +1,313 @@
+"""Feed-forward networks whose weights self-organise every tick by evolved Hebbian rules.
+
+The network knows no simulator: it maps an observation vector to an action vector and, for the
+Hebbian kind, changes its own weights after every forward pass. Each lifetime starts from random
+weights (:meth:`HebbianNetwork.reset`); only the per-synapse rule coefficients are inherited.
+
+Weights are stored input-major, ``W[i, j]`` from input ``i`` to output ``j`` (the reference code's
+synapse order), as float32. Two backends share one state layout: ``numpy`` (the tested reference,
+always available) and ``numba`` (one fused compiled call per tick: forward and update together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.rules import effective_coefficients, get_rule
+
+ACTIVATIONS = ("tanh", "linear")
+
+
+def _uniform(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    return rng.uniform(-0.1, 0.1, (n_in, n_out))
+
+
+def _normal(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    return rng.normal(0.0, 0.024, (n_in, n_out))
+
+
+def _zeros(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    return np.zeros((n_in, n_out))
+
+
+def _xavier_uniform(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    bound = np.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-bound, bound, (n_in, n_out))
+
+
+def _xavier_normal(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), (n_in, n_out))
+
+
+def _kaiming_uniform(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    bound = np.sqrt(6.0 / n_in)
+    return rng.uniform(-bound, bound, (n_in, n_out))
+
+
+def _kaiming_normal(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    return rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out))
+
+
+def _torch_default(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    """torch.nn.Linear's default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(n_in)
+    return rng.uniform(-bound, bound, (n_in, n_out))
+
+
+def _sparse(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    """Normal(0, 0.01) with 80% of each output's incoming synapses zero, as torch's sparse_."""
+    w = rng.normal(0.0, 0.01, (n_in, n_out))
+    w[rng.random((n_in, n_out)) < 0.8] = 0.0
+    return w
+
+
+INITS = {
+    "uniform": _uniform,
+    "normal": _normal,
+    "zeros": _zeros,
+    "xavier_uniform": _xavier_uniform,
+    "xavier_normal": _xavier_normal,
+    "kaiming_uniform": _kaiming_uniform,
+    "kaiming_normal": _kaiming_normal,
+    "default": _torch_default,
+    "sparse": _sparse,
+}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What a network is, as data: layer sizes, activations, rule, initial weights, normalisation."""
+
+    layer_sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    rule: str = "ABCD_lr"
+    init: str = "uniform"
+    normalise: bool = False
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(n) for n in self.layer_sizes)
+        object.__setattr__(self, "layer_sizes", sizes)
+        object.__setattr__(self, "activations", tuple(self.activations))
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"layer_sizes needs at least two positive sizes, got {list(sizes)}")
+        if len(self.activations) != len(sizes) - 1:
+            raise ValueError(
+                f"{len(sizes) - 1} weight layers need {len(sizes) - 1} activations, "
+                f"got {len(self.activations)}"
+            )
+        for name in self.activations:
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.init not in (*INITS, "coevolve"):
+            raise ValueError(
+                f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or coevolve"
+            )
+        get_rule(self.rule)
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(n_in, n_out) of each weight layer."""
+        return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+
+    @property
+    def synapses(self) -> int:
+        return sum(a * b for a, b in self.layer_shapes)
+
+    @property
+    def obs_size(self) -> int:
+        return self.layer_sizes[0]
+
+    @property
+    def action_size(self) -> int:
+        return self.layer_sizes[-1]
+
+
+def numba_available() -> bool:
+    """Whether the fused compiled backend can be used (numba is an optional extra)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str) -> str:
+    if backend == "auto":
+        return "numba" if numba_available() else "numpy"
+    if backend == "numba" and not numba_available():
+        raise ValueError("backend 'numba' needs numba: pip install 'hebbian-quadruped[fast]'")
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"unknown backend {backend!r}; choose auto, numpy or numba")
+    return backend
+
+
+class FeedForward:
+    """Forward pass shared by the static and the Hebbian network.
+
+    Every layer's input and output of the last forward pass stays in ``activations`` (float32,
+    preallocated): the Hebbian update needs exactly these pre- and post-synaptic values.
+    """
+
+    def __init__(self, spec: NetworkSpec, backend: str = "auto") -> None:
+        self.spec = spec
+        self.backend = resolve_backend(backend)
+        sizes = spec.layer_sizes
+        offsets = np.concatenate([[0], np.cumsum([a * b for a, b in spec.layer_shapes])])
+        self._flat_weights = np.zeros(int(offsets[-1]), dtype=np.float32)
+        self.weights = [
+            self._flat_weights[offsets[k] : offsets[k + 1]].reshape(shape)
+            for k, shape in enumerate(spec.layer_shapes)
+        ]
+        act_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._flat_activations = np.zeros(int(act_offsets[-1]), dtype=np.float32)
+        self.activations = [
+            self._flat_activations[act_offsets[k] : act_offsets[k + 1]] for k in range(len(sizes))
+        ]
+        self._tanh = [name == "tanh" for name in spec.activations]
+        self._weight_offsets = offsets.astype(np.int64)
+        self._activation_offsets = act_offsets.astype(np.int64)
+        self._sizes = np.asarray(sizes, dtype=np.int64)
+        self._tanh_mask = np.asarray(self._tanh, dtype=np.bool_)
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        for w, new in zip(self.weights, weights, strict=True):
+            if new.shape != w.shape:
+                raise ValueError(f"weight shape {new.shape} does not match layer shape {w.shape}")
+            w[...] = new
+
+    def _load_obs(self, obs: np.ndarray) -> None:
+        obs = np.asarray(obs)
+        if obs.shape != (self.spec.obs_size,):
+            raise ValueError(
+                f"observation has shape {obs.shape}, the network expects ({self.spec.obs_size},)"
+            )
+        self.activations[0][...] = obs
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Forward pass: the action for this observation (a fresh float32 array)."""
+        self._load_obs(obs)
+        for k, w in enumerate(self.weights):
+            out = self.activations[k + 1]
+            np.matmul(self.activations[k], w, out=out)
+            if self._tanh[k]:
+                np.tanh(out, out=out)
+        return self.activations[-1].copy()
+
+    def update(self) -> None:
+        """No plasticity by default."""
+
+    def tick(self, obs: np.ndarray) -> np.ndarray:
+        """One control tick: forward pass, then the plasticity update."""
+        action = self.act(obs)
+        self.update()
+        return action
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Start a lifetime. Static weights are inherited: nothing to draw."""
+        self._flat_activations[:] = 0.0
+
+
+class StaticNetwork(FeedForward):
+    """The baseline: evolved weights, fixed for life (no plasticity)."""
+
+    def __init__(self, spec: NetworkSpec, weights: Sequence[np.ndarray], backend: str = "auto"):
+        super().__init__(spec, backend)
+        self.set_weights(weights)
+
+
+class HebbianNetwork(FeedForward):
+    """Random initial weights every lifetime, changed every tick by per-synapse Hebbian rules."""
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        coefficients: Sequence[np.ndarray],
+        backend: str = "auto",
+        initial_weights: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(spec, backend)
+        rule = get_rule(spec.rule)
+        if len(coefficients) != len(self.weights):
+            raise ValueError(f"{len(self.weights)} layers need {len(self.weights)} coefficient arrays")
+        folded = []
+        for (n_in, n_out), c in zip(spec.layer_shapes, coefficients):
+            if c.shape != (n_in, n_out, rule.size):
+                raise ValueError(
+                    f"coefficient array has shape {c.shape}, expected {(n_in, n_out, rule.size)}"
+                )
+            eff, self.present = effective_coefficients(rule, c)
+            folded.append(eff)
+        # numpy layout: per layer (4, n_in, n_out); numba layout: one flat array, 4 per synapse.
+        self._terms = folded
+        self._flat_terms = np.concatenate(
+            [np.moveaxis(f, 0, -1).reshape(-1) for f in folded]
+        ).astype(np.float32)
+        self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
+        self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
+        self._initial_weights = None if initial_weights is None else [
+            np.asarray(w, dtype=np.float32) for w in initial_weights
+        ]
+        if self.backend == "numba":
+            from controller import _fused
+
+            self._kernel = _fused.tick
+        self.lifetime_ticks = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Fresh random weights (or the co-evolved initial weights) for a new lifetime."""
+        super().reset(rng)
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+        elif self.spec.init == "coevolve":
+            raise ValueError("init 'coevolve' needs the genome's evolved initial weights")
+        else:
+            init = INITS[self.spec.init]
+            self.set_weights([init(rng, n_in, n_out) for n_in, n_out in self.spec.layer_shapes])
+        self.lifetime_ticks = 0
+
+    def update(self) -> None:
+        """Apply every synapse's rule to the last forward pass, one whole dW per layer.
+
+        dW is computed in full and added once, so W rounds once per tick whatever the rule.
+        """
+        _, b_on, c_on, d_on = self.present
+        for k, w in enumerate(self.weights):
+            pre = self.activations[k][:, None]
+            post = self.activations[k + 1][None, :]
+            terms, dw, tmp = self._terms[k], self._dw[k], self._scratch[k]
+            np.multiply(pre, post, out=dw)
+            dw *= terms[0]
+            if b_on:
+                np.multiply(terms[1], pre, out=tmp)
+                dw += tmp
+            if c_on:
+                np.multiply(terms[2], post, out=tmp)
+                dw += tmp
+            if d_on:
+                dw += terms[3]
+            w += dw
+            if self.spec.normalise:
+                peak = np.max(np.abs(w))
+                if peak > 0:
+                    w /= peak
+        self.lifetime_ticks += 1
+
+    def tick(self, obs: np.ndarray) -> np.ndarray:
+        if self.backend == "numpy":
+            return super().tick(obs)
+        self._load_obs(obs)
+        self._kernel(
+            self._flat_weights,
+            self._flat_terms,
+            self._flat_activations,
+            self._weight_offsets,
+            self._activation_offsets,
+            self._sizes,
+            self._tanh_mask,
+            self.spec.normalise,
+        )
+        self.lifetime_ticks += 1
+        return self.activations[-1].copy()
