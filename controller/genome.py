@@ -109,9 +109,7 @@ class Genome:
         return cls(kind, spec, task, arrays["coefficients"], arrays["weights"], dict(provenance))
 
     def to_vector(self) -> np.ndarray:
-        return np.concatenate([a.reshape(-1) for a in self.coefficients + self.weights]).astype(
-            np.float32
-        )
+        return np.concatenate([a.reshape(-1) for a in self.coefficients + self.weights]).astype(np.float32)
 
     # --- files ------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -185,8 +183,7 @@ def load_genome(
     path = shipped_genome_path(name) if name in SHIPPED else Path(name)
     if not path.is_file():
         raise UserError(
-            f"genome file {name} not found; give a path to a .npz genome or one of "
-            f"{', '.join(SHIPPED)}"
+            f"genome file {name} not found; give a path to a .npz genome or one of {', '.join(SHIPPED)}"
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -235,7 +232,10 @@ def load_genome(
             f"genome {name} was evolved for task {genome_task!r}, not {task!r}; "
             f"pick a genome for {task!r} or run --sim {genome_task}"
         )
-    for label, want, have in (("observation", obs_size, spec.obs_size), ("action", action_size, spec.action_size)):
+    for label, want, have in (
+        ("observation", obs_size, spec.obs_size),
+        ("action", action_size, spec.action_size),
+    ):
         if want is not None and want != have:
             raise UserError(
                 f"genome {name} expects {label} size {have} but the robot gives {want}; "

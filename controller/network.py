@@ -102,15 +102,13 @@ class NetworkSpec:
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.init not in (*INITS, "coevolve"):
-            raise ValueError(
-                f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or coevolve"
-            )
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or coevolve")
         get_rule(self.rule)
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(n_in, n_out) of each weight layer."""
-        return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
 
     @property
     def synapses(self) -> int:
@@ -233,7 +231,7 @@ class HebbianNetwork(FeedForward):
         if len(coefficients) != len(self.weights):
             raise ValueError(f"{len(self.weights)} layers need {len(self.weights)} coefficient arrays")
         folded = []
-        for (n_in, n_out), c in zip(spec.layer_shapes, coefficients):
+        for (n_in, n_out), c in zip(spec.layer_shapes, coefficients, strict=True):
             if c.shape != (n_in, n_out, rule.size):
                 raise ValueError(
                     f"coefficient array has shape {c.shape}, expected {(n_in, n_out, rule.size)}"
@@ -242,14 +240,14 @@ class HebbianNetwork(FeedForward):
             folded.append(eff)
         # numpy layout: per layer (4, n_in, n_out); numba layout: one flat array, 4 per synapse.
         self._terms = folded
-        self._flat_terms = np.concatenate(
-            [np.moveaxis(f, 0, -1).reshape(-1) for f in folded]
-        ).astype(np.float32)
+        self._flat_terms = np.concatenate([np.moveaxis(f, 0, -1).reshape(-1) for f in folded]).astype(
+            np.float32
+        )
         self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
-        self._initial_weights = None if initial_weights is None else [
-            np.asarray(w, dtype=np.float32) for w in initial_weights
-        ]
+        self._initial_weights = (
+            None if initial_weights is None else [np.asarray(w, dtype=np.float32) for w in initial_weights]
+        )
         if self.backend == "numba":
             from controller import _fused
 
