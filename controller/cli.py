@@ -1,0 +1,363 @@
+"""The ``controller`` command: run, evaluate and inspect Hebbian controllers.
+
+controller --sim ant [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N] [--seed S]
+           [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numpy|numba]
+controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
+controller plot run.csv -o run.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.errors import UserError
+from controller.genome import Genome, load_genome
+from controller.loop import Lifetime, run_lifetime
+
+LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
+DAMAGE_HELP = (
+    "damage spec, repeatable: cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, "
+    "obs-noise:STD, dropout:I[,I...], latency:K; append @SECONDS for a mid-run onset (e.g. cut-leg:2@15)"
+)
+SETTLE_TICKS = 40
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from sim.damage import SpecError
+
+    return (UserError, SpecError)
+
+
+def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sim", metavar="TASK", help="simulated task to run (ant)")
+    parser.add_argument("--cut-leg", metavar="N", action="append", default=[], help=f"cut leg N; {LEG_HELP}")
+    parser.add_argument("--damage", metavar="SPEC", action="append", default=[], help=DAMAGE_HELP)
+    parser.add_argument("--steps", type=int, default=1000, help="control ticks per lifetime (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the environment and initial weights")
+    parser.add_argument(
+        "--settle", type=int, default=SETTLE_TICKS, help="zero-action ticks before control (default 40)"
+    )
+    parser.add_argument(
+        "--backend", default="auto", help="network backend: auto (numba if installed), numpy, numba, onnx"
+    )
+
+
+def _damages(args: argparse.Namespace) -> list[str]:
+    return [f"cut-leg:{leg}" for leg in args.cut_leg] + list(args.damage)
+
+
+def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
+    import sim
+
+    if args.sim is None:
+        raise UserError("no robot given: add --sim ant (or --serial PORT for a real robot)")
+    env = sim.make(args.sim, _damages(args), **kwargs)
+    obs_size = env.observation_space.shape[0]
+    if obs_size != genome.obs_size or env.action_space.shape[0] != genome.action_size:
+        raise UserError(
+            f"genome expects observation size {genome.obs_size} and action size {genome.action_size}, "
+            f"task {args.sim!r} has {obs_size} and {env.action_space.shape[0]}; use a genome for {args.sim}"
+        )
+    return env
+
+
+def _genome(name: str | None, task: str | None) -> Genome:
+    return load_genome(name or task or "ant", task=task)
+
+
+def _describe(genome: Genome, source: str) -> str:
+    note = genome.provenance.get("note")
+    label = f"{source} ({genome.kind}"
+    if genome.kind == "hebbian":
+        label += f", rule {genome.spec.rule}"
+    return label + (f"; {note})" if note else ")")
+
+
+def _status(steps: int) -> Callable[..., None]:
+    """A live one-line status on the terminal, refreshed every 10 ticks."""
+
+    def show(tick: int, obs: np.ndarray, action: np.ndarray, info: dict[str, Any]) -> None:
+        if tick % 10 == 0 or tick == steps - 1:
+            damage = ",".join(info.get("damage", [])) or "none"
+            sys.stderr.write(
+                f"\rtick {tick + 1:5d}/{steps}  x {info['x_distance']:7.2f} m  damage {damage:<24s}"
+            )
+            sys.stderr.flush()
+
+    return show
+
+
+class _Telemetry:
+    """Per-tick CSV: time, distance, speed, damage, observation, action and per-layer weight norms."""
+
+    def __init__(self, path: Path, network: Any, dt: float) -> None:
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.network, self.dt, self.last_x = network, dt, 0.0
+        self.header_written = False
+
+    def __call__(self, tick: int, obs: np.ndarray, action: np.ndarray, info: dict[str, Any]) -> None:
+        norms = [float(np.linalg.norm(w)) for w in self.network.weights]
+        if not self.header_written:
+            self.writer.writerow(
+                ["tick", "time_s", "x_distance", "speed", "damage"]
+                + [f"obs_{i}" for i in range(obs.size)]
+                + [f"action_{i}" for i in range(action.size)]
+                + [f"weight_norm_{k}" for k in range(len(norms))]
+            )
+            self.header_written = True
+        x = info["x_distance"]
+        self.writer.writerow(
+            [tick, f"{tick * self.dt:.3f}", f"{x:.4f}", f"{(x - self.last_x) / self.dt:.4f}"]
+            + [";".join(info.get("damage", []))]
+            + [f"{v:.5g}" for v in obs]
+            + [f"{v:.5g}" for v in action]
+            + [f"{v:.5g}" for v in norms]
+        )
+        self.last_x = x
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Video:
+    """Offscreen frames from MuJoCo's renderer into a video file (needs the ``video`` extra)."""
+
+    def __init__(self, path: Path, env: Any) -> None:
+        try:
+            import imageio.v2 as imageio
+        except ImportError:
+            raise UserError("--video needs imageio: pip install 'hebbian-quadruped[video]'") from None
+        self.env = env
+        self.writer = imageio.get_writer(str(path), fps=round(1.0 / env.unwrapped.dt), macro_block_size=1)
+
+    def __call__(self, tick: int, obs: np.ndarray, action: np.ndarray, info: dict[str, Any]) -> None:
+        self.writer.append_data(self.env.render())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _chain(callbacks: Sequence[Callable[..., None]]) -> Callable[..., None] | None:
+    if not callbacks:
+        return None
+
+    def call(*args: Any) -> None:
+        for callback in callbacks:
+            callback(*args)
+
+    return call
+
+
+def summary(life: Lifetime, steps: int) -> str:
+    """The final report: distance, speed around the damage, recovery, compute time, overruns."""
+    us = np.asarray(life.compute_s) * 1e6
+    lines = [
+        f"distance walked: {life.distance:.2f} m in {life.ticks} ticks ({life.ticks * life.dt:.1f} s)"
+        + (" - fell over" if life.terminated else ""),
+    ]
+    if life.damage_onset is not None:
+        onset = life.damage_onset
+        recovery = life.recovery_ticks()
+        lines += [
+            f"damage onset: tick {onset} ({onset * life.dt:.1f} s)",
+            f"mean speed before damage: {life.mean_speed(0, onset):.2f} m/s, "
+            f"after: {life.mean_speed(onset):.2f} m/s",
+            "ticks to recover (1 s mean speed >= 50% of before): "
+            + (f"{recovery}" if recovery is not None else "not recovered"),
+        ]
+    else:
+        lines.append(f"mean speed: {life.mean_speed():.2f} m/s")
+    lines.append(
+        f"tick compute: p50 {np.percentile(us, 50):.1f} us, p99 {np.percentile(us, 99):.1f} us, "
+        f"max {us.max():.1f} us; overruns: {life.overruns}"
+        if us.size
+        else "no ticks ran"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    genome = _genome(args.genome, args.sim)
+    env = _make_env(args, genome, render_mode="rgb_array" if args.video else None)
+    network = genome.build(args.backend)
+    network.tick(np.zeros(genome.obs_size))  # compile/warm the backend outside the timed loop
+    print(f"genome: {_describe(genome, args.genome or args.sim)}; backend {network.backend}")
+    damage = ", ".join(_damages(args)) or "none"
+    print(f"task: {args.sim}, control period {env.unwrapped.dt * 1e3:.0f} ms, damage: {damage}")
+    callbacks: list[Any] = []
+    if args.log:
+        callbacks.append(_Telemetry(Path(args.log), network, env.unwrapped.dt))
+    if args.video:
+        callbacks.append(_Video(Path(args.video), env))
+    if sys.stderr.isatty():
+        callbacks.append(_status(args.steps))
+    try:
+        life = run_lifetime(
+            network,
+            env,
+            args.steps,
+            args.seed,
+            settle_ticks=args.settle,
+            realtime=args.realtime,
+            on_tick=_chain(callbacks),
+        )
+    finally:
+        for callback in callbacks:
+            if hasattr(callback, "close"):
+                callback.close()
+        env.close()
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary(life, args.steps))
+    if args.log:
+        print(f"telemetry: {args.log} (plot it with: controller plot {args.log} -o run.png)")
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Mean and spread of distance over independent lifetimes (fresh weights and seed each)."""
+    genome = _genome(args.genome, args.sim)
+    env = _make_env(args, genome)
+    network = genome.build(args.backend)
+    lives = [
+        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=args.settle)
+        for k in range(args.lifetimes)
+    ]
+    distances = np.array([life.distance for life in lives])
+    recoveries = [r for life in lives if (r := life.recovery_ticks()) is not None]
+    result = {
+        "genome": args.genome,
+        "task": args.sim,
+        "damage": _damages(args),
+        "lifetimes": args.lifetimes,
+        "steps": args.steps,
+        "distance_mean": float(distances.mean()),
+        "distance_std": float(distances.std()),
+        "distance_min": float(distances.min()),
+        "fell": int(sum(life.terminated for life in lives)),
+        "recovered": len(recoveries) if any(life.damage_onset for life in lives) else None,
+        "recovery_ticks_median": float(np.median(recoveries)) if recoveries else None,
+    }
+    print(
+        f"distance: {result['distance_mean']:.2f} ± {result['distance_std']:.2f} m over {args.lifetimes} "
+        f"lifetimes of {args.steps} ticks (min {result['distance_min']:.2f}); fell: {result['fell']}"
+    )
+    if result["recovered"] is not None:
+        print(
+            f"recovered: {result['recovered']}/{args.lifetimes}, "
+            f"median ticks to recover: {result['recovery_ticks_median']}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    """Speed over time (1-second moving average) with the damage onset marked, and weight norms."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plotting needs matplotlib: pip install 'hebbian-quadruped[plot]'") from None
+    path = Path(args.log)
+    if not path.is_file():
+        raise UserError(f"telemetry file {path} not found; write one with controller --sim ant --log {path}")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "speed" not in rows[0]:
+        raise UserError(f"{path} is not a telemetry log written by controller --log")
+    t = np.array([float(r["time_s"]) for r in rows])
+    speed = np.array([float(r["speed"]) for r in rows])
+    dt = t[1] - t[0] if t.size > 1 else 0.05
+    window = min(len(t), max(1, round(1.0 / dt)))
+    smooth = np.convolve(speed, np.ones(window) / window, mode="same")
+    norms = [k for k in rows[0] if k.startswith("weight_norm_")]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax1.plot(t, speed, color="0.8", lw=0.8, label="speed")
+    ax1.plot(t, smooth, color="C0", label="1 s moving average")
+    ax1.set_ylabel("forward speed (m/s)")
+    for i, row in enumerate(rows):
+        if i and row["damage"] != rows[i - 1]["damage"]:
+            for ax in (ax1, ax2):
+                ax.axvline(t[i], color="C3", ls="--")
+            ax1.annotate(row["damage"], (t[i], ax1.get_ylim()[1]), color="C3", va="top", fontsize=8)
+    for k, name in enumerate(norms):
+        ax2.plot(t, [float(r[name]) for r in rows], label=f"layer {k + 1}")
+    ax2.set_ylabel("weight norm")
+    ax2.set_xlabel("time (s)")
+    ax1.legend(loc="lower right")
+    ax2.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=120)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controller",
+        description="Run a Hebbian controller: every lifetime starts from random weights and the "
+        "evolved plasticity rules organise them tick by tick. Subcommands: evaluate, plot.",
+        epilog=LEG_HELP,
+    )
+    _add_sim_arguments(parser)
+    parser.add_argument("--genome", help="genome file or shipped name (ant, ant-static); default: the task's")
+    parser.add_argument("--realtime", action="store_true", help="pace ticks to the wall clock")
+    parser.add_argument("--video", metavar="FILE", help="write an offscreen-rendered video (mp4)")
+    parser.add_argument("--log", metavar="FILE", help="write per-tick telemetry (CSV)")
+    return parser
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="controller evaluate", epilog=LEG_HELP)
+    parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
+    _add_sim_arguments(parser)
+    parser.add_argument("--lifetimes", type=int, default=20, help="independent lifetimes (default 20)")
+    parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    return parser
+
+
+def _plot_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="controller plot")
+    parser.add_argument("log", help="telemetry CSV written by controller --log")
+    parser.add_argument("-o", "--output", default="run.png", help="PNG to write")
+    return parser
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
+    "evaluate": (_evaluate_parser, evaluate),
+    "plot": (_plot_parser, plot),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    make_parser, command = SUBCOMMANDS.get(argv[0] if argv else "", (_run_parser, run))
+    if command is not run:
+        argv = argv[1:]
+    args = make_parser().parse_args(argv)
+    try:
+        return command(args)
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

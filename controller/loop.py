@@ -1,0 +1,117 @@
+"""One lifetime of a controller in an environment, at a fixed control rate.
+
+The same loop serves evolution (lockstep with the simulator, as fast as it goes) and the
+``controller`` command (optionally paced to the wall clock). Every tick: observation -> network
+forward pass -> plasticity update -> action -> environment step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from controller.network import FeedForward
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """The paper's rule: after ``after`` ticks, ``patience`` ticks in a row without progress end it."""
+
+    after: int = 200
+    patience: int = 30
+
+
+@dataclass
+class Lifetime:
+    """What happened in one lifetime."""
+
+    distance: float = 0.0  # m of torso x displacement since control started
+    ticks: int = 0
+    terminated: bool = False
+    early_stopped: bool = False
+    dt: float = 0.0
+    speeds: list[float] = field(default_factory=list)  # m/s per tick
+    compute_s: list[float] = field(default_factory=list)  # network time per tick
+    overruns: int = 0  # ticks that missed their wall-clock deadline (realtime only)
+    damage_onset: int | None = None  # tick at which info["damage"] first changed
+
+    def mean_speed(self, start: int = 0, stop: int | None = None) -> float:
+        window = self.speeds[start:stop]
+        return float(np.mean(window)) if window else 0.0
+
+    def recovery_ticks(self, threshold: float = 0.5) -> int | None:
+        """Ticks after the damage onset until the 1-second moving-average speed is back to
+        ``threshold`` x its pre-damage mean; None if there was no onset or it never recovered."""
+        onset = self.damage_onset
+        if onset is None or onset < 1:
+            return None
+        window = max(1, round(1.0 / self.dt))
+        before = self.mean_speed(max(0, onset - 5 * window), onset)
+        after = np.asarray(self.speeds[onset:])
+        if before <= 0 or after.size < window:
+            return None
+        moving = np.convolve(after, np.ones(window) / window, mode="valid")
+        recovered = np.flatnonzero(moving >= threshold * before)
+        return int(recovered[0] + window - 1) if recovered.size else None
+
+
+def run_lifetime(
+    network: FeedForward,
+    env: gymnasium.Env,
+    ticks: int,
+    seed: int,
+    settle_ticks: int = 0,
+    early_stop: EarlyStop | None = None,
+    realtime: bool = False,
+    on_tick: Callable[[int, np.ndarray, np.ndarray, dict[str, Any]], None] | None = None,
+) -> Lifetime:
+    """Run one lifetime: fresh random weights, ``settle_ticks`` of zero action, then control.
+
+    ``seed`` fixes both the environment's reset and the network's initial weights.
+    """
+    network.reset(np.random.default_rng([seed, 1]))
+    obs, info = env.reset(seed=seed)
+    dt = float(env.unwrapped.dt)
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    for _ in range(settle_ticks):
+        obs, _, terminated, _, info = env.step(zero)
+    start_x = info["x_distance"]
+    damage = info.get("damage")
+    life = Lifetime(dt=dt)
+    x, best_x, stalled = start_x, start_x, 0
+    deadline = time.perf_counter()
+    for tick in range(ticks):
+        t0 = time.perf_counter()
+        action = network.tick(obs)
+        life.compute_s.append(time.perf_counter() - t0)
+        obs, _, terminated, truncated, info = env.step(action)
+        life.speeds.append((info["x_distance"] - x) / dt)
+        x = info["x_distance"]
+        life.ticks = tick + 1
+        if life.damage_onset is None and info.get("damage") != damage:
+            life.damage_onset = tick
+        if on_tick is not None:
+            on_tick(tick, obs, action, info)
+        if realtime:
+            deadline += dt
+            lag = deadline - time.perf_counter()
+            if lag > 0:
+                time.sleep(lag)
+            else:
+                life.overruns += 1
+        if terminated or truncated:
+            life.terminated = bool(terminated)
+            break
+        if early_stop is not None:
+            stalled = stalled + 1 if x <= best_x else 0
+            best_x = max(best_x, x)
+            if tick >= early_stop.after and stalled >= early_stop.patience:
+                life.early_stopped = True
+                break
+    life.distance = float(x - start_x)
+    return life
