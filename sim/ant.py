@@ -107,7 +107,7 @@ class AntEnv(gymnasium.Env):
 
     # --- model -------------------------------------------------------------------------------
     def _compile(self, spec: mujoco.MjSpec) -> None:
-        self.spec = spec
+        self.mjspec = spec
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
         self._index()
@@ -121,8 +121,8 @@ class AntEnv(gymnasium.Env):
 
     def _edit_body(self, edit: Callable[[mujoco.MjSpec], None]) -> None:
         """Edit the body through its spec and recompile, keeping the simulation state as it is."""
-        edit(self.spec)
-        self.model, self.data = self.spec.recompile(self.model, self.data)
+        edit(self.mjspec)
+        self.model, self.data = self.mjspec.recompile(self.model, self.data)
         self._body_damaged = True
         self._index()
 

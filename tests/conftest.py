@@ -1,0 +1,23 @@
+"""Shared fixtures: small genomes and a helper to run the CLIs in-process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.genome import Genome, save_genome
+from controller.network import NetworkSpec
+
+ANT_SPEC = NetworkSpec((27, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr", normalise=True)
+
+
+def random_genome(
+    spec: NetworkSpec = ANT_SPEC, kind: str = "hebbian", task: str = "ant", seed: int = 0
+) -> Genome:
+    vector = np.random.default_rng(seed).normal(0.0, 0.1, Genome.parameter_count(kind, spec))
+    return Genome.from_vector(kind, spec, task, vector, seed=seed)
+
+
+@pytest.fixture
+def genome_file(tmp_path):
+    return save_genome(random_genome(), tmp_path / "genome.npz")
