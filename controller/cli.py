@@ -70,6 +70,11 @@ def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
 
 
 def _genome(name: str | None, task: str | None) -> Genome:
+    """The named genome, or the task's shipped one, checked against the task."""
+    from sim import TASKS
+
+    if task is not None and task not in TASKS:
+        raise UserError(f"unknown task {task!r} for --sim; choose one of {', '.join(TASKS)}")
     return load_genome(name or task or "ant", task=task)
 
 

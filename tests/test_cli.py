@@ -1,0 +1,66 @@
+"""The controller command as a user runs it: a summary at the end, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from controller.cli import main
+
+
+def test_run_with_cut_leg_prints_the_summary(capsys):
+    assert main(["--sim", "ant", "--cut-leg", "2", "--steps", "60", "--settle", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "damage: cut-leg:2" in out
+    assert "distance walked:" in out and "tick compute: p50" in out
+
+
+def test_midrun_damage_reports_onset_speeds_and_recovery(tmp_path, capsys):
+    log = tmp_path / "run.csv"
+    args = ["--sim", "ant", "--damage", "weaken:hip_1:0.5@1", "--steps", "60", "--settle", "0"]
+    assert main([*args, "--log", str(log), "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "damage onset: tick 20" in out or "fell over" in out
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {"speed", "weight_norm_0", "obs_26", "action_7"} <= set(rows[0])
+    assert main(["plot", str(log), "-o", str(tmp_path / "run.png")]) == 0
+    assert (tmp_path / "run.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sim", "ant", "--cut-leg", "5"], "unknown leg 5"),
+        (["--sim", "ant", "--damage", "cut-leg:two"], "must be a number"),
+        (["--sim", "ant", "--damage", "bite:1"], "unknown damage"),
+        (["--sim", "moon"], "unknown task"),
+        (["--sim", "ant", "--genome", "missing.npz"], "not found"),
+        (["plot", "missing.csv"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_console_script_has_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "--sim", "ant", "--cut-leg", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "unknown leg 5" in result.stderr
+
+
+def test_evaluate_prints_mean_and_spread(capsys, tmp_path):
+    out_json = tmp_path / "r.json"
+    args = ["evaluate", "ant", "--sim", "ant", "--lifetimes", "2", "--steps", "20", "--json", str(out_json)]
+    assert main(args) == 0
+    assert "over 2 lifetimes" in capsys.readouterr().out
+    assert out_json.exists()
