@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.deploy import add_serial_arguments, run_serial
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
 from controller.loop import Lifetime, run_lifetime
@@ -191,6 +192,8 @@ def summary(life: Lifetime, steps: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.serial:
+        return run_serial(args)
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome, render_mode="rgb_array" if args.video else None)
     network = genome.build(args.backend)
@@ -323,6 +326,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--realtime", action="store_true", help="pace ticks to the wall clock")
     parser.add_argument("--video", metavar="FILE", help="write an offscreen-rendered video (mp4)")
     parser.add_argument("--log", metavar="FILE", help="write per-tick telemetry (CSV)")
+    add_serial_arguments(parser)
     return parser
 
 

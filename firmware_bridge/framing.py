@@ -1,0 +1,91 @@
+"""Byte framing: COBS with a 0x00 delimiter and CRC-16/CCITT-FALSE, and a stream splitter.
+
+COBS removes every zero byte from a frame, so 0x00 can mark frame ends: a receiver that joins
+mid-stream or sees garbage drops at most one frame and is back in sync at the next 0x00.
+"""
+
+from __future__ import annotations
+
+import binascii
+
+from firmware_bridge.errors import FrameError
+
+# Why a frame was rejected; the C codec's hq_status codes 1..8 in the same order.
+REASONS = ("cobs", "short", "crc", "version", "type", "length", "range", "overflow")
+DELIMITER = b"\x00"
+MAX_BLOCK = 254  # data bytes per COBS block
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor (check 0x29B1).
+
+    ``binascii.crc_hqx`` is exactly this CRC with the initial value passed in, and runs in C.
+    """
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS-encode ``data`` (no delimiter added). A run of 254 non-zero bytes closes its block with
+    code 0xFF and opens a new one, so such a run at the very end is followed by a lone 0x01."""
+    out = bytearray()
+    for piece in bytes(data).split(b"\x00"):
+        full = len(piece) // MAX_BLOCK * MAX_BLOCK
+        for start in range(0, full, MAX_BLOCK):
+            out.append(0xFF)
+            out += piece[start : start + MAX_BLOCK]
+        out.append(len(piece) - full + 1)
+        out += piece[full:]
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of :func:`cobs_encode`; raises :class:`FrameError` ("cobs") on a malformed block."""
+    out = bytearray()
+    i, end = 0, len(data)
+    while i < end:
+        code = data[i]
+        stop = i + code
+        if code == 0 or stop > end:
+            raise FrameError("cobs", f"block code {code} at byte {i} of {end}")
+        block = data[i + 1 : stop]
+        if 0 in block:
+            raise FrameError("cobs", "zero byte inside a block")
+        out += block
+        if code != 0xFF and stop < end:
+            out.append(0)
+        i = stop
+    return bytes(out)
+
+
+class Deframer:
+    """Splits a byte stream at 0x00 delimiters into encoded frames, whatever the read boundaries.
+
+    A run longer than ``max_frame`` without a delimiter is garbage (or a lost delimiter): it is
+    discarded and reported once as an "overflow", and the splitter resyncs at the next 0x00.
+    Empty frames (consecutive delimiters) are skipped: senders may use a 0x00 to flush a receiver.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._pending = bytearray()
+        self._overflowing = False
+
+    def feed(self, data: bytes) -> tuple[list[bytes], int]:
+        """Return the complete frames in ``data`` and how many oversized runs were discarded."""
+        frames: list[bytes] = []
+        overflows = 0
+        *complete, rest = bytes(data).split(DELIMITER)
+        for chunk in complete:
+            if self._overflowing or len(self._pending) + len(chunk) > self.max_frame:
+                overflows += not self._overflowing
+            elif self._pending or chunk:
+                frames.append(bytes(self._pending + chunk))
+            self._pending.clear()
+            self._overflowing = False
+        if not self._overflowing:
+            self._pending += rest
+            if len(self._pending) > self.max_frame:
+                overflows += 1
+                self._overflowing = True
+                self._pending.clear()
+        return frames, overflows

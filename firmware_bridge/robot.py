@@ -1,0 +1,334 @@
+"""Robot configs and calibration, and the adapter between the wire and the genome.
+
+A robot config (YAML) says what the robot is (joints in order, feet, control mode), how to build
+the genome's observation vector from STATE, the safety limits, and which calibration file to use.
+The calibration maps each joint between the genome's convention and the robot's:
+
+    observed angle  = sign * (robot angle - offset)            (rad; velocities: sign * robot velocity)
+    command         = [offset +] sign * scale * action          (offset only in position mode)
+
+then clamped to the joint's ``limits`` (command units: rad in position mode, [-1, 1] in effort mode).
+Shipped configs live in ``firmware_bridge/robots/``; ``--robot NAME`` finds them by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from firmware_bridge.errors import ConfigError
+from firmware_bridge.protocol import CAP_BASE_ESTIMATE, CONTROL_MODES, EFFORT, POSITION, Info, State
+
+# observation block -> whether it needs the STATE base estimate block
+OBSERVATION_BLOCKS = {
+    "height": True,
+    "quaternion": False,
+    "joint_positions": False,
+    "joint_velocities": False,
+    "linear_velocity": True,
+    "angular_velocity": False,
+    "contacts": False,
+}
+
+
+@dataclass(frozen=True)
+class JointCalibration:
+    offset: float = 0.0  # rad: the robot's angle where the genome's angle is 0
+    sign: float = 1.0  # +1 or -1: the robot's direction relative to the genome's
+    scale: float = 1.0  # command units per unit of action
+    lower: float = -1.0  # command limits, command units
+    upper: float = 1.0
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    max_tilt_deg: float = 45.0  # roll or pitch beyond this -> safe pose
+    max_slew: float = 10.0  # command units per second (rad/s in position mode)
+    state_timeout_ms: float = 100.0  # host watchdog: no STATE this long -> safe pose, wait
+    link_timeout_s: float = 1.0  # no STATE this long -> give up with an error
+    ramp_s: float = 1.0  # start-up ramp to the first pose
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    name: str
+    task: str  # the genome task this robot runs
+    genome: str  # default genome (path or shipped name)
+    control_mode: int  # protocol.POSITION or protocol.EFFORT
+    joints: tuple[str, ...]
+    feet: int
+    baud: int
+    observation: tuple[tuple[str, float], ...]  # (block, scale) in order
+    safety: SafetyConfig
+    calibration: tuple[JointCalibration, ...]
+    source: str
+
+    @property
+    def needs_base_estimate(self) -> bool:
+        return any(OBSERVATION_BLOCKS[block] for block, _ in self.observation)
+
+    def block_size(self, block: str) -> int:
+        sizes = {"height": 1, "quaternion": 4, "linear_velocity": 3, "angular_velocity": 3}
+        sizes.update(joint_positions=len(self.joints), joint_velocities=len(self.joints), contacts=self.feet)
+        return sizes[block]
+
+    @property
+    def obs_size(self) -> int:
+        return sum(self.block_size(block) for block, _ in self.observation)
+
+    def check_info(self, info: Info) -> None:
+        """Refuse to drive a robot that is not the one this config describes."""
+        where = f"robot {info.robot_name!r} (INFO) and config {self.source}"
+        if info.joint_names != self.joints:
+            raise ConfigError(
+                f"{where} disagree on the joints: robot {', '.join(info.joint_names)}; config "
+                f"{', '.join(self.joints)}; fix the config's joints list (order matters)"
+            )
+        if info.control_mode != self.control_mode:
+            modes = {v: k for k, v in CONTROL_MODES.items()}
+            robot_mode = modes.get(info.control_mode, info.control_mode)
+            raise ConfigError(
+                f"{where} disagree on the control mode: robot {robot_mode}, config "
+                f"{modes[self.control_mode]}; set control_mode in the config"
+            )
+        if info.n_feet != self.feet:
+            raise ConfigError(
+                f"{where} disagree on feet: {info.n_feet} vs {self.feet}; fix feet in the config"
+            )
+        if self.needs_base_estimate and not info.capabilities & CAP_BASE_ESTIMATE:
+            raise ConfigError(
+                f"config {self.source} observes height or linear_velocity but robot "
+                f"{info.robot_name!r} sends no base estimate; drop those blocks (with a genome that does "
+                "without them) or add an estimator to the firmware"
+            )
+        if self.control_mode == POSITION:
+            for name, cal, lo, hi in zip(
+                self.joints, self.calibration, info.joint_lower, info.joint_upper, strict=True
+            ):
+                if cal.lower < lo or cal.upper > hi:
+                    raise ConfigError(
+                        f"calibration limits of {name} [{cal.lower:g}, {cal.upper:g}] rad exceed the robot's "
+                        f"[{lo:g}, {hi:g}] rad; narrow them in the calibration file"
+                    )
+
+
+def _fail(source: str, problem: str) -> ConfigError:
+    return ConfigError(f"robot config {source}: {problem}")
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{what} {path} is not valid YAML{at}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a YAML mapping of keys to values")
+    return data
+
+
+def _number(source: str, key: str, value: Any, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(source, f"{key} must be a number, got {value!r}")
+    if positive and value <= 0:
+        raise _fail(source, f"{key} must be positive, got {value!r}")
+    return float(value)
+
+
+def _observation(source: str, blocks: Any) -> tuple[tuple[str, float], ...]:
+    if not isinstance(blocks, list) or not blocks:
+        raise _fail(source, "observation must be a list of blocks, e.g. [quaternion, joint_positions]")
+    out = []
+    for item in blocks:
+        name, scale = next(iter(item.items())) if isinstance(item, dict) and len(item) == 1 else (item, 1.0)
+        if name not in OBSERVATION_BLOCKS:
+            raise _fail(
+                source, f"unknown observation block {name!r}; choose from {', '.join(OBSERVATION_BLOCKS)}"
+            )
+        out.append((name, _number(source, f"scale of {name}", scale)))
+    return tuple(out)
+
+
+def _calibration(path: Path, joints: tuple[str, ...]) -> tuple[JointCalibration, ...]:
+    source = str(path)
+    table = _read_yaml(path, "calibration file").get("joints")
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"calibration file {source} needs a 'joints' mapping: joint name -> offset, sign, ..."
+        )
+    missing = [j for j in joints if j not in table]
+    unknown = [j for j in table if j not in joints]
+    if missing or unknown:
+        raise ConfigError(
+            f"calibration file {source} must list exactly the robot's joints; "
+            f"missing {missing or 'none'}, unknown {unknown or 'none'}"
+        )
+    out = []
+    for joint in joints:
+        entry = table[joint] or {}
+        extra = set(entry) - {"offset", "sign", "scale", "limits"}
+        if extra:
+            raise ConfigError(f"calibration file {source}: {joint} has unknown keys {sorted(extra)}")
+        limits = entry.get("limits", [-1.0, 1.0])
+        if not isinstance(limits, list) or len(limits) != 2:
+            raise ConfigError(f"calibration file {source}: {joint} limits must be [lower, upper]")
+        lower, upper = (_number(source, f"{joint} limits", v) for v in limits)
+        sign = _number(source, f"{joint} sign", entry.get("sign", 1))
+        if sign not in (-1.0, 1.0) or lower >= upper:
+            raise ConfigError(
+                f"calibration file {source}: {joint} needs sign +1 or -1 and limits with lower < upper"
+            )
+        offset = _number(source, f"{joint} offset", entry.get("offset", 0.0))
+        scale = _number(source, f"{joint} scale", entry.get("scale", 1.0), positive=True)
+        out.append(JointCalibration(offset, sign, scale, lower, upper))
+    return tuple(out)
+
+
+def shipped_robots() -> list[str]:
+    folder = resources.files("firmware_bridge") / "robots"
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in folder.iterdir()
+        if p.name.count(".") == 1 and p.name.endswith(".yaml")
+    )
+
+
+def robot_path(name: str) -> Path:
+    """A config path, or the shipped config of that name (``ant`` -> firmware_bridge/robots/ant.yaml)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    if name in shipped_robots():
+        return Path(str(resources.files("firmware_bridge") / "robots" / f"{name}.yaml"))
+    shipped = ", ".join(shipped_robots())
+    raise ConfigError(f"no robot config {name!r}; give a YAML path or one of the shipped robots: {shipped}")
+
+
+def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
+    """Read and check a robot config and its calibration file; every problem is one ConfigError."""
+    path = robot_path(name)
+    source = str(path)
+    data = _read_yaml(path, "robot config")
+    known = {
+        "name",
+        "task",
+        "genome",
+        "control_mode",
+        "joints",
+        "feet",
+        "baud",
+        "observation",
+        "safety",
+        "calibration",
+    }
+    if set(data) - known:
+        raise _fail(source, f"unknown keys {sorted(set(data) - known)}; known: {', '.join(sorted(known))}")
+    for key in ("name", "joints", "control_mode", "observation"):
+        if key not in data:
+            raise _fail(source, f"missing key {key!r}")
+    joints = data["joints"]
+    if not isinstance(joints, list) or not joints or not all(isinstance(j, str) for j in joints):
+        raise _fail(source, "joints must be a list of joint names in the robot's order")
+    mode = data["control_mode"]
+    if mode not in CONTROL_MODES:
+        raise _fail(source, f"control_mode {mode!r} must be one of {', '.join(CONTROL_MODES)}")
+    safety_data = data.get("safety") or {}
+    fields = SafetyConfig.__dataclass_fields__
+    if set(safety_data) - set(fields):
+        raise _fail(
+            source,
+            f"unknown safety keys {sorted(set(safety_data) - set(fields))}; known: {', '.join(fields)}",
+        )
+    safety = SafetyConfig(
+        **{k: _number(source, f"safety.{k}", v, positive=True) for k, v in safety_data.items()}
+    )
+    cal_name = calibration or data.get("calibration")
+    if cal_name is None:
+        raise _fail(source, "no calibration file: add 'calibration: FILE' or pass --calibration FILE")
+    cal_path = Path(cal_name) if calibration else path.parent / cal_name
+    joint_cal = _calibration(cal_path, tuple(joints))
+    if mode == "effort" and any(c.lower < -1.0 or c.upper > 1.0 for c in joint_cal):
+        raise ConfigError(f"calibration file {cal_path}: effort limits must lie within [-1, 1]")
+    feet = data.get("feet", 0)
+    baud = data.get("baud", 1_000_000)
+    if not isinstance(feet, int) or not isinstance(baud, int) or feet < 0 or baud <= 0:
+        raise _fail(source, "feet must be a count >= 0 and baud a positive integer")
+    return RobotConfig(
+        name=str(data["name"]),
+        task=str(data.get("task", data["name"])),
+        genome=str(data.get("genome", data.get("task", data["name"]))),
+        control_mode=CONTROL_MODES[mode],
+        joints=tuple(joints),
+        feet=feet,
+        baud=baud,
+        observation=_observation(source, data["observation"]),
+        safety=safety,
+        calibration=joint_cal,
+        source=source,
+    )
+
+
+class Adapter:
+    """STATE -> the genome's observation vector, and the genome's action -> joint command."""
+
+    def __init__(self, config: RobotConfig) -> None:
+        self.config = config
+        cal = config.calibration
+        self.offset = np.array([c.offset for c in cal])
+        self.sign = np.array([c.sign for c in cal])
+        self.gain = self.sign * np.array([c.scale for c in cal])
+        self.lower = np.array([c.lower for c in cal])
+        self.upper = np.array([c.upper for c in cal])
+        self.command_offset = self.offset if config.control_mode == POSITION else np.zeros(len(cal))
+        self._obs = np.zeros(config.obs_size)
+        self._slices = []
+        at = 0
+        for block, scale in config.observation:
+            size = config.block_size(block)
+            self._slices.append((block, scale, slice(at, at + size)))
+            at += size
+
+    def _block(self, block: str, state: State) -> Any:
+        if block == "joint_positions":
+            return self.sign * (np.asarray(state.joint_pos) - self.offset)
+        if block == "joint_velocities":
+            return self.sign * np.asarray(state.joint_vel)
+        if block == "quaternion":
+            return state.quaternion
+        if block == "angular_velocity":
+            return state.gyro
+        if block == "contacts":
+            return [(state.contacts >> k) & 1 for k in range(self.config.feet)]
+        if state.base is None:
+            raise ConfigError(
+                f"robot sent a STATE without the base estimate that observation block {block!r} needs; "
+                "fix the firmware or drop the block from the config"
+            )
+        return state.base.height if block == "height" else state.base.velocity
+
+    def observation(self, state: State) -> np.ndarray:
+        """The observation vector the genome expects (a view of one reused buffer)."""
+        for block, scale, where in self._slices:
+            self._obs[where] = self._block(block, state)
+            if scale != 1.0:
+                self._obs[where] *= scale
+        return self._obs
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        """Joint command in robot units (not yet limited: that is the safety layer's job)."""
+        return self.command_offset + self.gain * np.asarray(action, dtype=np.float64)
+
+    def hold(self, state: State) -> np.ndarray:
+        """The command that keeps the robot where it is: measured angles, or zero effort."""
+        if self.config.control_mode == EFFORT:
+            return np.zeros(len(self.config.joints))
+        return np.clip(np.asarray(state.joint_pos), self.lower, self.upper)
