@@ -25,16 +25,20 @@ def crc16(data: bytes) -> int:
 
 
 def cobs_encode(data: bytes) -> bytes:
-    """COBS-encode ``data`` (no delimiter added). A run of 254 non-zero bytes closes its block with
-    code 0xFF and opens a new one, so such a run at the very end is followed by a lone 0x01."""
+    """COBS-encode ``data`` (no delimiter added), in the canonical form (Cheshire and Baker; the
+    Wikipedia examples): a block of 254 non-zero bytes has code 0xFF and no implied zero, and
+    data that ends with such a block gets no empty block after it."""
     out = bytearray()
-    for piece in bytes(data).split(b"\x00"):
+    pieces = bytes(data).split(b"\x00")
+    last = len(pieces) - 1
+    for index, piece in enumerate(pieces):
         full = len(piece) // MAX_BLOCK * MAX_BLOCK
         for start in range(0, full, MAX_BLOCK):
             out.append(0xFF)
             out += piece[start : start + MAX_BLOCK]
-        out.append(len(piece) - full + 1)
-        out += piece[full:]
+        if full < len(piece) or not full or index < last:
+            out.append(len(piece) - full + 1)
+            out += piece[full:]
     return bytes(out)
 
 

@@ -24,7 +24,7 @@ MAX_FEET = 8
 MAX_ROBOT_NAME = 31
 MAX_JOINT_NAME = 15
 MAX_ERROR_TEXT = 63
-MAX_PAYLOAD = 1024
+MAX_PAYLOAD = 43 + 24 * MAX_JOINTS  # INFO is the longest message: 43 fixed bytes, 24 per joint
 MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1  # COBS adds one byte per 254 plus one
 
@@ -115,7 +115,7 @@ class _Reader:
 
 
 def _name(text: str, limit: int, minimum: int = 1) -> bytes:
-    raw = text.encode("ascii", "replace")
+    raw = text.encode()  # non-ASCII becomes bytes >= 0x80, refused below
     if not minimum <= len(raw) <= limit or any(b < 0x20 or b > 0x7E for b in raw):
         raise FrameError("range", f"name {text!r} must be {minimum}..{limit} printable ASCII characters")
     return bytes([len(raw)]) + raw
@@ -363,13 +363,13 @@ def encode(message: Message, seq: int) -> bytes:
         body = HEADER.pack(PROTOCOL_VERSION, message.TYPE, seq & 0xFFFF) + message.payload()
     except struct.error as exc:
         raise FrameError("range", str(exc)) from None
-    if len(body) > HEADER.size + MAX_PAYLOAD:
-        raise FrameError("range", f"payload of {len(body) - HEADER.size} bytes, at most {MAX_PAYLOAD}")
     return cobs_encode(body + CRC.pack(crc16(body))) + b"\x00"
 
 
 def decode(encoded: bytes) -> Frame:
     """Decode one frame (without its 0x00). Raises :class:`FrameError` and nothing else."""
+    if len(encoded) > MAX_ENCODED:
+        raise FrameError("overflow", f"{len(encoded)} bytes, at most {MAX_ENCODED}")
     raw = cobs_decode(encoded)
     if len(raw) < HEADER.size + CRC.size:
         raise FrameError("short", f"{len(raw)} bytes, a frame has at least {HEADER.size + CRC.size}")

@@ -1,0 +1,198 @@
+/*
+ * hq_protocol: the hebbian-quadruped serial protocol, version 1, in portable C99.
+ *
+ * Frames on the wire: COBS(header | payload | crc16) followed by one 0x00 byte.
+ *   header  u8 version, u8 type, u16 sequence (little-endian)
+ *   crc16   CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor)
+ *           over header and payload, little-endian
+ * Floats are IEEE-754 binary32, little-endian. docs/protocol.md describes every field and unit.
+ *
+ * No dynamic memory, no stdio; the same code runs on a microcontroller and in the host tests,
+ * which check it byte for byte against the Python codec on firmware/test_vectors.json.
+ * Define HQ_MAX_JOINTS before including this header to shrink the buffers on small MCUs.
+ */
+#ifndef HQ_PROTOCOL_H
+#define HQ_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HQ_PROTOCOL_VERSION 1
+
+#ifndef HQ_MAX_JOINTS
+#define HQ_MAX_JOINTS 32
+#endif
+#define HQ_MAX_FEET 8
+#define HQ_MAX_ROBOT_NAME 31
+#define HQ_MAX_JOINT_NAME 15
+#define HQ_MAX_ERROR_TEXT 63
+/* INFO is the longest message: 43 fixed bytes plus 24 per joint. */
+#define HQ_MAX_PAYLOAD (43 + 24 * HQ_MAX_JOINTS)
+#define HQ_MAX_FRAME (4 + HQ_MAX_PAYLOAD + 2)
+#define HQ_MAX_ENCODED (HQ_MAX_FRAME + HQ_MAX_FRAME / 254 + 1)
+#define HQ_MAX_WIRE (HQ_MAX_ENCODED + 1) /* with the 0x00 delimiter */
+
+/* Why a frame was rejected (the Python codec's FrameError.reason, same order). */
+typedef enum {
+    HQ_OK = 0,
+    HQ_ERR_COBS,     /* malformed COBS block */
+    HQ_ERR_SHORT,    /* fewer bytes than header and crc */
+    HQ_ERR_CRC,      /* checksum mismatch */
+    HQ_ERR_VERSION,  /* another protocol version */
+    HQ_ERR_TYPE,     /* unknown message type */
+    HQ_ERR_LENGTH,   /* payload shorter or longer than its counts say */
+    HQ_ERR_RANGE,    /* a count, name or flag out of range */
+    HQ_ERR_OVERFLOW, /* frame longer than HQ_MAX_ENCODED */
+    HQ_ERR_BUFFER    /* (encode) output buffer too small */
+} hq_status;
+
+enum {
+    HQ_HELLO = 0x01,
+    HQ_INFO = 0x02,
+    HQ_COMMAND = 0x10,
+    HQ_STATE = 0x11,
+    HQ_HEARTBEAT = 0x20,
+    HQ_ESTOP = 0x30,
+    HQ_SAFE_POSE = 0x31,
+    HQ_ERROR = 0x7F
+};
+
+enum { HQ_MODE_POSITION = 0, HQ_MODE_EFFORT = 1 };
+enum { HQ_CAP_BASE_ESTIMATE = 0x01 };
+enum { HQ_BLOCK_BASE = 0x01 };
+
+enum {
+    HQ_FAULT_SAFE_POSE = 0x0001,
+    HQ_FAULT_WATCHDOG = 0x0002,
+    HQ_FAULT_ESTOP = 0x0004,
+    HQ_FAULT_IDLE = 0x0008,
+    HQ_FAULT_CLAMPED = 0x0010,
+    HQ_FAULT_RX_ERROR = 0x0020,
+    HQ_FAULT_IMU = 0x0040,
+    HQ_FAULT_OVERRUN = 0x0080
+};
+
+enum {
+    HQ_REASON_OPERATOR = 0,
+    HQ_REASON_HOST_FAULT,
+    HQ_REASON_STATE_TIMEOUT,
+    HQ_REASON_ORIENTATION,
+    HQ_REASON_NON_FINITE,
+    HQ_REASON_ROBOT_FAULT
+};
+
+enum {
+    HQ_ERROR_FRAME = 1,
+    HQ_ERROR_VERSION,
+    HQ_ERROR_TYPE,
+    HQ_ERROR_PAYLOAD,
+    HQ_ERROR_NOT_READY,
+    HQ_ERROR_ESTOPPED
+};
+
+typedef struct {
+    char name[HQ_MAX_JOINT_NAME + 1];
+    float lower; /* rad */
+    float upper; /* rad */
+} hq_joint_info;
+
+typedef struct {
+    uint8_t protocol_version;
+    uint8_t control_mode; /* HQ_MODE_* */
+    uint8_t capabilities; /* HQ_CAP_* */
+    uint8_t n_feet;
+    uint16_t max_rate_hz;
+    uint16_t state_rate_hz;
+    uint16_t watchdog_ms;
+    char robot_name[HQ_MAX_ROBOT_NAME + 1];
+    uint8_t n_joints;
+    hq_joint_info joints[HQ_MAX_JOINTS];
+} hq_info;
+
+typedef struct {
+    uint32_t host_time_us;
+    uint8_t n;
+    float targets[HQ_MAX_JOINTS]; /* rad (position mode) or [-1, 1] (effort mode) */
+} hq_command;
+
+typedef struct {
+    uint32_t mcu_time_us;
+    uint16_t last_command_seq;
+    uint16_t faults; /* HQ_FAULT_* */
+    uint16_t rx_errors;
+    uint8_t n_joints;
+    uint8_t n_feet;
+    uint8_t contacts; /* bit k: foot k on the ground */
+    uint8_t blocks;   /* HQ_BLOCK_*: which optional blocks follow */
+    float quaternion[4]; /* w x y z, body to world */
+    float gyro[3];       /* rad/s, body frame */
+    float joint_pos[HQ_MAX_JOINTS]; /* rad */
+    float joint_vel[HQ_MAX_JOINTS]; /* rad/s */
+    float base_height;      /* m (HQ_BLOCK_BASE) */
+    float base_velocity[3]; /* m/s, world frame (HQ_BLOCK_BASE) */
+} hq_state;
+
+typedef struct {
+    uint32_t time_us;
+} hq_heartbeat;
+
+typedef struct {
+    uint8_t reason; /* HQ_REASON_* (ESTOP and SAFE_POSE) */
+} hq_stop;
+
+typedef struct {
+    uint8_t code; /* HQ_ERROR_* */
+    uint16_t seq; /* the offending frame's sequence number */
+    char text[HQ_MAX_ERROR_TEXT + 1];
+} hq_error;
+
+typedef struct {
+    uint8_t type; /* HQ_HELLO ... HQ_ERROR */
+    uint16_t seq;
+    union {
+        hq_info info;
+        hq_command command;
+        hq_state state;
+        hq_heartbeat heartbeat;
+        hq_stop stop; /* HQ_ESTOP, HQ_SAFE_POSE */
+        hq_error error;
+    } u;
+} hq_msg;
+
+/* CRC-16/CCITT-FALSE; check value of "123456789" is 0x29B1. */
+uint16_t hq_crc16(const uint8_t *data, size_t len);
+
+/* COBS without delimiter. out must hold len + len / 254 + 1 bytes; returns the encoded length. */
+size_t hq_cobs_encode(const uint8_t *in, size_t len, uint8_t *out);
+/* out must hold len bytes. */
+hq_status hq_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t *out_len);
+
+/* The whole wire frame, 0x00 delimiter included, into out[0..*out_len). */
+hq_status hq_encode(const hq_msg *msg, uint8_t *out, size_t cap, size_t *out_len);
+/* One frame as split by the deframer (no delimiter). */
+hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg);
+
+/* Byte-by-byte frame splitter for a UART receive loop. */
+typedef struct {
+    uint8_t buf[HQ_MAX_ENCODED];
+    size_t len;
+    uint8_t overflowing; /* discarding until the next 0x00 */
+    uint8_t complete;    /* buf holds a frame returned by the last push */
+} hq_deframer;
+
+enum { HQ_DEFRAME_NONE = 0, HQ_DEFRAME_FRAME = 1, HQ_DEFRAME_OVERFLOW = 2 };
+
+void hq_deframer_init(hq_deframer *d);
+/* HQ_DEFRAME_FRAME: d->buf[0..d->len) holds a frame until the next push;
+ * HQ_DEFRAME_OVERFLOW: a run longer than HQ_MAX_ENCODED was discarded (reported once). */
+int hq_deframer_push(hq_deframer *d, uint8_t byte);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HQ_PROTOCOL_H */
