@@ -311,11 +311,13 @@ def deploy(args: argparse.Namespace) -> int:
     robot = load_robot(args.robot, args.calibration)
     genome_name = args.genome or robot.genome
     genome = load_genome(genome_name, task=robot.task, obs_size=robot.obs_size, action_size=len(robot.joints))
-    network = genome.build(args.backend)
-    network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop
-    network.reset(np.random.default_rng([args.seed, 1]))
-    print(f"genome: {genome_name} ({genome.kind}); backend {network.backend}; robot config {robot.source}")
     with Link.open(args.serial, args.baud or robot.baud, late_s=1.0 / args.rate) as link:
+        network = genome.build(args.backend)
+        network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop
+        network.reset(np.random.default_rng([args.seed, 1]))
+        print(
+            f"genome: {genome_name} ({genome.kind}); backend {network.backend}; robot config {robot.source}"
+        )
         info = link.handshake()
         robot.check_info(info)
         _check_rate(args.rate, robot, info.max_rate_hz)

@@ -1,0 +1,148 @@
+"""The emulated firmware against the real MuJoCo Ant, with the MCU clock passed in: session
+handshake, commands reaching the motors, the 100 ms command watchdog, safe pose and the latched
+emergency stop; and the link faults it can inject."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware_bridge.emulator import AntBody, Firmware
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.faults import FaultSpec, Impairment, parse_faults
+from firmware_bridge.framing import cobs_encode, crc16
+from firmware_bridge.protocol import (
+    ERROR_ESTOPPED,
+    ERROR_NOT_READY,
+    ERROR_PAYLOAD,
+    ERROR_VERSION,
+    FAULT_CLAMPED,
+    FAULT_ESTOP,
+    FAULT_IDLE,
+    FAULT_SAFE_POSE,
+    FAULT_WATCHDOG,
+    REASON_OPERATOR,
+    Command,
+    Error,
+    Estop,
+    Heartbeat,
+    Hello,
+    Info,
+    SafePose,
+    decode,
+    encode,
+)
+
+
+@pytest.fixture
+def mcu():
+    return Firmware(AntBody(seed=0, physics_hz=500), watchdog_ms=100)
+
+
+def send(mcu: Firmware, message, now: float, seq: int = 0) -> list:
+    return [decode(frame[:-1]).message for frame in mcu.receive(encode(message, seq), now)]
+
+
+def state(mcu: Firmware, now: float):
+    return decode(mcu.state_frame(now)[:-1])[1]
+
+
+def test_hello_answers_info_describing_the_body(mcu):
+    (info,) = send(mcu, Hello(), 0.0)
+    assert isinstance(info, Info) and info.robot_name == "ant" and len(info.joint_names) == 8
+    assert info.watchdog_ms == 100 and info.n_feet == 4
+    assert info.joint_lower[1] == pytest.approx(np.radians(30), rel=1e-6)
+    assert state(mcu, 0.0).faults == FAULT_SAFE_POSE | FAULT_IDLE
+
+
+def test_command_needs_a_session_and_reaches_the_motors(mcu):
+    (error,) = send(mcu, Command(0, (0.0,) * 8), 0.0)
+    assert isinstance(error, Error) and error.code == ERROR_NOT_READY
+    send(mcu, Hello(), 0.0)
+    assert send(mcu, Command(0, (0.5,) * 7), 0.01)[0].code == ERROR_PAYLOAD
+    assert send(mcu, Command(0, (np.nan,) * 8), 0.01)[0].code == ERROR_PAYLOAD
+    assert send(mcu, Command(0, (0.5, -0.5, 2.0, 0, 0, 0, 0, 0)), 0.02, seq=41) == []
+    mcu.control(0.02)
+    np.testing.assert_allclose(mcu.body.data.ctrl, [0.5, -0.5, 1.0, 0, 0, 0, 0, 0])
+    s = state(mcu, 0.02)
+    assert s.last_command_seq == 41 and s.faults == FAULT_CLAMPED  # commanding, 2.0 clamped to 1.0
+    assert state(mcu, 0.03).faults == 0  # clamping is reported once
+
+
+def test_watchdog_puts_the_robot_in_safe_pose_after_100_ms_without_command(mcu):
+    send(mcu, Hello(), 0.0)
+    send(mcu, Command(0, (0.8,) * 8), 1.0, seq=7)
+    mcu.control(1.0999)
+    np.testing.assert_allclose(mcu.body.data.ctrl, 0.8)
+    assert state(mcu, 1.0999).faults == 0
+    mcu.control(1.1001)
+    assert state(mcu, 1.1001).faults == FAULT_SAFE_POSE | FAULT_WATCHDOG
+    assert mcu.counters.watchdog_trips == 1
+    # the safe pose is held actively: a second of physics brings the joints to it
+    for k in range(500):
+        mcu.control(1.1 + k * 0.002)
+        mcu.body.step()
+    pose = state(mcu, 2.1).joint_pos
+    np.testing.assert_allclose(pose, mcu.body.safe_pose, atol=0.2)
+    # the next COMMAND resumes control and clears the watchdog flag
+    send(mcu, Command(0, (0.1,) * 8), 2.2, seq=8)
+    mcu.control(2.2)
+    assert state(mcu, 2.2).faults == 0 and state(mcu, 2.2).last_command_seq == 8
+
+
+def test_safe_pose_request_holds_until_the_next_command(mcu):
+    send(mcu, Hello(), 0.0)
+    send(mcu, Command(0, (0.8,) * 8), 0.0)
+    send(mcu, SafePose(REASON_OPERATOR), 0.01)
+    mcu.control(0.01)
+    assert state(mcu, 0.01).faults == FAULT_SAFE_POSE
+    assert abs(mcu.body.data.ctrl - 0.8).max() > 0.1  # the PD hold, not the old command
+
+
+def test_estop_latches_motors_off_until_hello(mcu):
+    send(mcu, Hello(), 0.0)
+    send(mcu, Command(0, (0.8,) * 8), 0.0)
+    assert send(mcu, Estop(REASON_OPERATOR), 0.01) == []
+    mcu.control(0.01)
+    assert not mcu.body.data.ctrl.any() and state(mcu, 0.01).faults & FAULT_ESTOP
+    assert send(mcu, Command(0, (0.8,) * 8), 0.02)[0].code == ERROR_ESTOPPED
+    mcu.control(0.5)
+    assert not mcu.body.data.ctrl.any()
+    send(mcu, Hello(), 0.6)
+    assert state(mcu, 0.6).faults == FAULT_SAFE_POSE | FAULT_IDLE
+
+
+def test_other_protocol_version_is_refused_by_name(mcu):
+    body = bytes([2, Hello.TYPE, 0, 0])
+    frame = cobs_encode(body + crc16(body).to_bytes(2, "little")) + b"\x00"
+    (reply,) = mcu.receive(frame, 0.0)
+    error = decode(reply[:-1]).message
+    assert error.code == ERROR_VERSION and "v1" in error.text
+    assert mcu.rx_errors == 1 and not mcu.session
+
+
+def test_heartbeat_is_echoed_and_garbage_counted(mcu):
+    assert send(mcu, Heartbeat(1234), 0.0) == [Heartbeat(1234)]
+    mcu.receive(b"\x13\x37garbage\x00", 0.0)
+    assert mcu.rx_errors == 1
+
+
+def test_fault_spec_parses_and_rejects_with_an_example():
+    assert parse_faults("drop:0.01,corrupt:0.02,delay:5ms") == FaultSpec(0.01, 0.02, 0.005)
+    assert parse_faults("") == FaultSpec() and str(FaultSpec()) == "none"
+    for bad in ("drop:2", "delay:5", "jitter:1ms", "corrupt:x"):
+        with pytest.raises(BridgeError, match="e.g. --fault drop:0.01"):
+            parse_faults(bad)
+
+
+def test_impairment_drops_corrupts_and_delays_bytes():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    lossy = Impairment(FaultSpec(drop=0.01, corrupt=0.01), rng)
+    lossy.push(data, 0.0)
+    out = lossy.pop(0.0)
+    assert len(out) == len(data) - lossy.dropped
+    assert 0.008 < lossy.dropped / len(data) < 0.012 and 0.008 < lossy.corrupted / len(data) < 0.012
+    late = Impairment(FaultSpec(delay_s=0.005), rng)
+    late.push(b"abc", 1.0)
+    assert late.pop(1.004) == b"" and late.pop(1.005) == b"abc"
