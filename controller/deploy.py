@@ -60,6 +60,9 @@ def add_serial_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rate", type=float, default=50.0, metavar="HZ", help="control rate (default 50)")
     group.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     group.add_argument("--baud", type=int, help="baud rate (default: the robot config's)")
+    group.add_argument(
+        "--connect-timeout", type=float, default=5.0, metavar="S", help="wait this long for the robot's INFO"
+    )
     group.add_argument("--calibration", metavar="FILE", help="calibration YAML (default: the config's)")
 
 
@@ -125,18 +128,27 @@ class Deployment:
             raise
         return result
 
+    def _no_state(self, seconds: float) -> BridgeError:
+        return BridgeError(
+            f"no STATE from the robot on {self.link.name} for {seconds:.1f} s; "
+            "check the cable, the robot's power and its firmware"
+        )
+
     def _loop(self, duration: float | None) -> None:
         result, link, config = self.result, self.link, self.robot.safety
+        start = time.monotonic()
+        while link.latest_state is None:
+            if time.monotonic() - start > config.link_timeout_s:
+                raise self._no_state(config.link_timeout_s)
+            link.wait(self.period)
+            link.poll()
         start = next_tick = time.monotonic()
         end = math.inf if duration is None else start + duration
         while (now := time.monotonic()) < end:
             link.poll()
             age = link.state_age(now)
-            if age > config.link_timeout_s and now - start > config.link_timeout_s:
-                raise BridgeError(
-                    f"no STATE from the robot on {link.name} for {min(age, now - start):.1f} s; "
-                    "check the cable, the robot's power and its firmware"
-                )
+            if age > config.link_timeout_s:
+                raise self._no_state(age)
             if age > config.state_timeout_ms * 1e-3:
                 self._stale()
             else:
@@ -318,10 +330,10 @@ def deploy(args: argparse.Namespace) -> int:
         print(
             f"genome: {genome_name} ({genome.kind}); backend {network.backend}; robot config {robot.source}"
         )
-        info = link.handshake()
+        info = link.handshake(args.connect_timeout)
         robot.check_info(info)
         _check_rate(args.rate, robot, info.max_rate_hz)
-        rtts = link.ping(5)
+        rtts = link.ping(5, timeout=0.1)
         rtt = f"{np.median(rtts) * 1e3:.2f} ms" if rtts else "lost"
         print(
             f"robot {info.robot_name} on {args.serial}: protocol v{info.protocol_version}, "

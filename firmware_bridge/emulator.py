@@ -225,10 +225,11 @@ class Firmware:
 
     def _handle(self, seq: int, message: Message, now: float) -> bytes | None:
         if isinstance(message, Hello):
+            if not (self.session and self.idle):  # repeated HELLOs of one handshake: log the first
+                self.log(now, "HELLO: session started, holding the safe pose until the first COMMAND")
             self.session, self.idle, self.estop = True, True, False
             self.command, self.watchdog_tripped = None, False
-            self.log(now, "HELLO: session started, holding the safe pose until the first COMMAND")
-            return self._frame(self.info())
+            return b"\x00" + self._frame(self.info())  # the host may have just flushed mid-frame
         if isinstance(message, Heartbeat):
             return self._frame(message)
         if isinstance(message, Estop):

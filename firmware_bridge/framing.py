@@ -64,15 +64,21 @@ def cobs_decode(data: bytes) -> bytes:
 class Deframer:
     """Splits a byte stream at 0x00 delimiters into encoded frames, whatever the read boundaries.
 
-    A run longer than ``max_frame`` without a delimiter is garbage (or a lost delimiter): it is
-    discarded and reported once as an "overflow", and the splitter resyncs at the next 0x00.
-    Empty frames (consecutive delimiters) are skipped: senders may use a 0x00 to flush a receiver.
+    It starts out of sync, discarding bytes up to the first 0x00 (a port opened or a board booted
+    mid-frame sees the tail of a frame first); senders put a 0x00 before their first frame. A run
+    longer than ``max_frame`` without a delimiter is garbage (or a lost delimiter): it is discarded,
+    reported once as an "overflow", and the splitter resyncs at the next 0x00. Empty frames
+    (consecutive delimiters) are skipped.
     """
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget partial data and wait for the next 0x00 (after flushing a port, say)."""
         self._pending = bytearray()
-        self._overflowing = False
+        self._discarding = True
 
     def feed(self, data: bytes) -> tuple[list[bytes], int]:
         """Return the complete frames in ``data`` and how many oversized runs were discarded."""
@@ -80,16 +86,16 @@ class Deframer:
         overflows = 0
         *complete, rest = bytes(data).split(DELIMITER)
         for chunk in complete:
-            if self._overflowing or len(self._pending) + len(chunk) > self.max_frame:
-                overflows += not self._overflowing
-            elif self._pending or chunk:
+            if not self._discarding and len(self._pending) + len(chunk) > self.max_frame:
+                overflows += 1
+            elif not self._discarding and (self._pending or chunk):
                 frames.append(bytes(self._pending + chunk))
             self._pending.clear()
-            self._overflowing = False
-        if not self._overflowing:
+            self._discarding = False
+        if not self._discarding:
             self._pending += rest
             if len(self._pending) > self.max_frame:
                 overflows += 1
-                self._overflowing = True
+                self._discarding = True
                 self._pending.clear()
         return frames, overflows

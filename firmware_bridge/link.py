@@ -35,7 +35,7 @@ from firmware_bridge.protocol import (
     encode,
 )
 
-HELLO_INTERVAL_S = 0.2
+HELLO_INTERVAL_S = 0.05  # a lossy link may eat many HELLO/INFO pairs
 OFFSET_WINDOW_S = 1.0
 
 
@@ -94,7 +94,6 @@ class Link:
             port = serial.Serial(name, baud, timeout=0, write_timeout=1.0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(_open_problem(name, exc)) from None
-        port.reset_input_buffer()
         return cls(port, name, late_s)
 
     def close(self) -> None:
@@ -196,13 +195,21 @@ class Link:
         return now - sampled
 
     # --- sessions -------------------------------------------------------------------------
-    def handshake(self, timeout: float = 2.0) -> Info:
-        """HELLO until the robot answers INFO; a refusal or silence is a LinkError."""
+    def handshake(self, timeout: float = 5.0) -> Info:
+        """Start a session: drop what arrived before, then HELLO until the robot answers INFO.
+        The counters start afresh; a refusal or silence is a LinkError."""
+        try:
+            self.port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise self._broken(exc) from None
+        self._deframer.reset()
+        self._rx_seq = None
+        self.counters = Counters()
         start = time.monotonic()
         next_hello = start
         while (now := time.monotonic()) < start + timeout:
             if now >= next_hello:
-                self.send(Hello())
+                self.send(Hello(), flush=True)
                 next_hello = now + HELLO_INTERVAL_S
             for item in self.poll():
                 if isinstance(item.message, Info):

@@ -161,7 +161,8 @@ def test_python_codec_reproduces_the_shared_vectors():
 
 def test_deframer_resyncs_after_garbage_whatever_the_read_boundaries():
     frames = [encode(Heartbeat(k), k) for k in range(20)]
-    stream = b"\x17\x42garbage" + frames[0] + b"\x00\x00" + b"".join(frames[1:])
+    # joined mid-frame: the tail before the first 0x00 is skipped; garbage later spoils one frame
+    stream = frames[0][5:] + b"\x17\x42garbage" + frames[1] + b"\x00\x00" + b"".join(frames[2:])
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.choice(len(stream), 30, replace=False))
     deframer, got = Deframer(MAX_ENCODED), []
@@ -169,15 +170,14 @@ def test_deframer_resyncs_after_garbage_whatever_the_read_boundaries():
         complete, overflows = deframer.feed(chunk.tobytes())
         assert overflows == 0
         got += complete
-    # the garbage glued to frame 0 spoils it; every later frame arrives intact
     with pytest.raises(FrameError):
         decode(got[0])
-    assert [decode(raw).message for raw in got[1:]] == [Heartbeat(k) for k in range(1, 20)]
+    assert [decode(raw).message for raw in got[1:]] == [Heartbeat(k) for k in range(2, 20)]
 
 
 def test_deframer_discards_an_oversized_run_once_and_recovers():
     deframer = Deframer(16)
-    frames, overflows = deframer.feed(b"\x01" * 40)
+    frames, overflows = deframer.feed(b"\x00" + b"\x01" * 40)
     assert (frames, overflows) == ([], 1)
     frames, overflows = deframer.feed(b"\x01" * 40 + b"\x00" + encode(Estop(0), 1))
     assert overflows == 0 and [decode(f).message for f in frames] == [Estop(0)]

@@ -40,7 +40,9 @@ def mcu():
 
 
 def send(mcu: Firmware, message, now: float, seq: int = 0) -> list:
-    return [decode(frame[:-1]).message for frame in mcu.receive(encode(message, seq), now)]
+    """Deliver one frame (after a 0x00, as a host's first frame comes); returns the replies."""
+    replies = mcu.receive(b"\x00" + encode(message, seq), now)
+    return [decode(frame.strip(b"\x00")).message for frame in replies]
 
 
 def state(mcu: Firmware, now: float):
@@ -115,7 +117,7 @@ def test_estop_latches_motors_off_until_hello(mcu):
 def test_other_protocol_version_is_refused_by_name(mcu):
     body = bytes([2, Hello.TYPE, 0, 0])
     frame = cobs_encode(body + crc16(body).to_bytes(2, "little")) + b"\x00"
-    (reply,) = mcu.receive(frame, 0.0)
+    (reply,) = mcu.receive(b"\x00" + frame, 0.0)
     error = decode(reply[:-1]).message
     assert error.code == ERROR_VERSION and "v1" in error.text
     assert mcu.rx_errors == 1 and not mcu.session

@@ -340,7 +340,7 @@ hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg) {
 
 void hq_deframer_init(hq_deframer *d) {
     d->len = 0;
-    d->overflowing = 0;
+    d->discarding = 1; /* booted mid-stream maybe: wait for the first 0x00 */
     d->complete = 0;
 }
 
@@ -350,17 +350,17 @@ int hq_deframer_push(hq_deframer *d, uint8_t byte) {
         d->complete = 0;
     }
     if (byte == 0) {
-        if (d->overflowing || d->len == 0) { /* end of a discarded run, or an empty frame */
-            d->overflowing = 0;
+        if (d->discarding || d->len == 0) { /* end of a discarded run, or an empty frame */
+            d->discarding = 0;
             d->len = 0;
             return HQ_DEFRAME_NONE;
         }
         d->complete = 1;
         return HQ_DEFRAME_FRAME;
     }
-    if (d->overflowing) return HQ_DEFRAME_NONE;
+    if (d->discarding) return HQ_DEFRAME_NONE;
     if (d->len == sizeof d->buf) {
-        d->overflowing = 1;
+        d->discarding = 1;
         d->len = 0;
         return HQ_DEFRAME_OVERFLOW;
     }

@@ -176,11 +176,12 @@ hq_status hq_encode(const hq_msg *msg, uint8_t *out, size_t cap, size_t *out_len
 /* One frame as split by the deframer (no delimiter). */
 hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg);
 
-/* Byte-by-byte frame splitter for a UART receive loop. */
+/* Byte-by-byte frame splitter for a UART receive loop. It starts out of sync and discards bytes
+ * up to the first 0x00, so senders put a 0x00 before their first frame. */
 typedef struct {
     uint8_t buf[HQ_MAX_ENCODED];
     size_t len;
-    uint8_t overflowing; /* discarding until the next 0x00 */
+    uint8_t discarding; /* until the next 0x00: at start, and after an overflow */
     uint8_t complete;    /* buf holds a frame returned by the last push */
 } hq_deframer;
 

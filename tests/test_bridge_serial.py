@@ -1,0 +1,233 @@
+"""The whole stack over real pseudo-terminals: pyserial on one end, the firmware emulator (a separate
+process, as a robot would be) on the other, and ``controller --serial`` running the shipped Ant
+genome in between. Waits have generous limits against hanging; nothing asserts on elapsed time."""
+
+from __future__ import annotations
+
+import csv
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+
+from controller.cli import main as controller
+from firmware_bridge.cli import main as firmware_bridge
+from firmware_bridge.emulator import open_pty
+from firmware_bridge.link import Link
+from firmware_bridge.protocol import FAULT_SAFE_POSE, FAULT_WATCHDOG, Heartbeat, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+LIMIT_S = 120  # against hanging, not a performance expectation
+
+
+class Process:
+    """A child process whose stdout lines are collected as they come, so a test can wait for one."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+            cwd=ROOT,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self._new.put(line.rstrip("\n"))
+
+    def _drain(self) -> None:
+        while not self._new.empty():
+            self.lines.append(self._new.get())
+
+    def wait_for(self, pattern: str, start: int = 0) -> str:
+        """The first line from index ``start`` on that matches ``pattern``, waiting for it if need be."""
+        deadline = time.monotonic() + LIMIT_S
+        while True:
+            for line in self.lines[start:]:
+                if re.search(pattern, line):
+                    return line
+            start = len(self.lines)
+            try:
+                self.lines.append(self._new.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in {self.lines[-5:]}") from None
+
+    def finish(self, sig: int | None = None) -> tuple[int, str, str]:
+        """Optionally signal it, wait for it to end; returns exit code, stdout and stderr."""
+        if sig is not None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=LIMIT_S)
+        self._reader.join(timeout=LIMIT_S)
+        self._drain()
+        return rc, "\n".join(self.lines), self.proc.stderr.read()
+
+
+class Emulator(Process):
+    def __init__(self, *extra: str) -> None:
+        super().__init__("firmware_bridge.cli", "emulate", "--robot", "ant", *extra)
+        self.port = re.search(r"on (/dev/\S+)", self.wait_for(r"on /dev/")).group(1)
+
+    def stop(self) -> str:
+        """Stop it as Ctrl-C would; returns its final summary line."""
+        rc, stdout, stderr = self.finish(signal.SIGTERM)
+        assert rc == 0, stderr
+        return self.wait_for("emulator stopped after")
+
+
+def deploy(port: str, *extra: str) -> Process:
+    return Process("controller.cli", "--serial", port, "--robot", "ant", *extra)
+
+
+def _one_line_error(rc: int, stderr: str, expected: str) -> None:
+    assert rc == 2, stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and expected in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """One emulated robot for the tests that only need a fresh session (each starts with HELLO)."""
+    emu = Emulator()
+    yield emu
+    emu.stop()
+
+
+def test_clean_link_runs_the_shipped_genome_at_100_hz_for_10_s(tmp_path):
+    """Done-when: the emulated Ant moves under the shipped genome; no CRC error on a clean link."""
+    emu = Emulator()
+    log = tmp_path / "run.csv"
+    rc, stdout, stderr = deploy(emu.port, "--rate", "100", "--duration", "10", "--log", str(log)).finish()
+    summary = emu.stop()
+    assert rc == 0, stderr
+    assert "stopped: duration reached (10 s); SAFE_POSE sent" in stdout
+    assert "crc errors 0, rejected frames 0, dropped 0" in stdout
+    assert re.search(r"deadline misses \d+ \(", stdout) and "tick compute (network): p50" in stdout
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["phase"] for r in rows} == {"ramp", "run"}  # never without a fresh STATE
+    angles = np.array([[float(r[f"obs_{i}"]) for i in range(5, 13)] for r in rows if r["phase"] == "run"])
+    assert np.ptp(angles, axis=0).max() > 0.2  # the legs swing (rad)
+    assert f"{len(rows)} commands applied" in summary and ", 0 bad;" in summary  # every COMMAND arrived
+
+
+def test_noisy_link_completes_and_counts_the_errors():
+    """Done-when: 1% dropped and 1% corrupted bytes, both ways: the run completes, errors counted."""
+    emu = Emulator("--fault", "drop:0.01,corrupt:0.01,delay:2ms", "--seed", "1")
+    rc, stdout, stderr = deploy(
+        emu.port, "--rate", "100", "--duration", "4", "--connect-timeout", "60"
+    ).finish()
+    summary = emu.stop()
+    assert rc == 0, stderr
+    assert "stopped: duration reached" in stdout
+    crc = int(re.search(r"crc errors (\d+)", stdout).group(1))
+    dropped = int(re.search(r"dropped (\d+)", stdout).group(1))
+    assert crc > 0 and dropped > 0
+    assert int(re.search(r"(\d+) bad;", summary).group(1)) > 0  # the robot counted bad COMMAND frames
+    assert "injected faults" in emu.lines[-1]
+
+
+def test_killed_controller_leaves_the_robot_in_safe_pose(emulator):
+    """Done-when: SIGKILL (no chance to say goodbye) -> the robot's own watchdog takes it to safe pose."""
+    start = len(emulator.lines)
+    proc = deploy(emulator.port, "--rate", "100")
+    emulator.wait_for("commanding from COMMAND", start)
+    proc.finish(signal.SIGKILL)
+    emulator.wait_for(r"watchdog: no COMMAND for \d+ ms \(limit 100 ms", start)
+    with Link.open(emulator.port) as link:  # listen only: no HELLO, so the session stays as it is
+        while link.latest_state is None:
+            link.wait(0.1)
+            link.poll()
+        faults = link.latest_state.message.faults
+    assert faults & FAULT_SAFE_POSE and faults & FAULT_WATCHDOG
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_ctrl_c_and_sigterm_send_estop(emulator, sig, code, name):
+    start = len(emulator.lines)
+    proc = deploy(emulator.port, "--rate", "50")
+    emulator.wait_for("commanding from COMMAND", start)
+    rc, stdout, stderr = proc.finish(sig)
+    assert rc == code, stderr
+    assert f"stopped: interrupted ({name}); ESTOP sent" in stdout and "Traceback" not in stderr
+    emulator.wait_for(r"ESTOP \(operator\): motors off", start)
+
+
+def test_probe_prints_what_the_robot_reports(emulator, capsys):
+    assert firmware_bridge(["probe", emulator.port, "--pings", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "robot ant: protocol v1, effort mode, 8 joints, 4 feet" in out
+    assert "ankle_4" in out and "heartbeat round trip" in out and "crc errors 0" in out
+
+
+def test_unplugging_the_robot_is_a_one_line_error():
+    """Done-when: the emulator goes away mid-run (its pty closes): one line, exit 2, no traceback."""
+    emu = Emulator()
+    proc = deploy(emu.port, "--rate", "50")
+    emu.wait_for("commanding from COMMAND")
+    emu.stop()
+    rc, stdout, stderr = proc.finish()
+    _one_line_error(rc, stderr, f"serial port {emu.port} closed or unplugged")
+
+
+def test_silent_port_fails_the_handshake_with_a_hint(capsys):
+    master, slave, path = open_pty()  # a port nobody answers on
+    try:
+        assert controller(["--serial", path, "--robot", "ant", "--backend", "numpy"]) == 2
+    finally:
+        os.close(master)
+        os.close(slave)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no INFO from the robot" in err and "nothing arrived" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--serial", "/dev/no-such-robot", "--robot", "ant"], "serial port /dev/no-such-robot not found"),
+        (["--serial", "/dev/no-such-robot"], "--serial needs --robot CONFIG"),
+        (["--serial", "/dev/no-such-robot", "--robot", "dog"], "no robot config 'dog'"),
+        (
+            ["--serial", "/dev/no-such-robot", "--robot", "ant", "--genome", "nope.npz"],
+            "genome file nope.npz",
+        ),
+    ],
+)
+def test_bad_serial_input_is_a_one_line_error(capsys, args, expected):
+    assert controller(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
+
+
+def test_link_resyncs_after_garbage_and_counts_what_it_lost():
+    master, slave, path = open_pty()
+    try:
+        with Link(serial.Serial(path, timeout=0), path) as link:
+            frames = {seq: encode(Heartbeat(seq), seq) for seq in (0, 1, 2, 3, 6)}
+            corrupted = bytearray(frames.pop(2))
+            corrupted[3] ^= 0xFF
+            garbage = b"\x42" * 10 + b"\x00"  # before the first delimiter: skipped, not counted
+            os.write(master, garbage + frames[0] + frames[1] + bytes(corrupted) + frames[3] + frames[6])
+            received = []
+            while len(received) < 4:
+                link.wait(1.0)
+                received += link.poll()
+            assert [r.message for r in received] == [Heartbeat(seq) for seq in (0, 1, 3, 6)]
+            c = link.counters
+            assert c.rejected["crc"] + c.rejected["cobs"] == 1  # the corrupted frame (garbage came first)
+            assert c.dropped == 3  # sequence numbers 2, 4 and 5 never arrived intact
+    finally:
+        os.close(master)
+        os.close(slave)
