@@ -53,20 +53,32 @@ def canonical(message: Message) -> str:
     return json.dumps(clean(dataclasses.asdict(message)))
 
 
-def test_codec_compiles_for_a_small_microcontroller(tmp_path):
+@pytest.mark.parametrize("compiler", ["gcc", "avr-gcc"])
+def test_codec_builds_for_a_small_microcontroller(tmp_path, compiler):
+    """Eight joints' buffers; with avr-gcc, for an ATmega2560 (8-bit, 16-bit int) as well."""
+    if shutil.which(compiler) is None:
+        pytest.skip(f"needs {compiler} (apt-get install gcc-avr avr-libc)")
+    target = ["-mmcu=atmega2560"] if compiler == "avr-gcc" else []
+    source, out = str(SRC / "hq_protocol.c"), str(tmp_path / "hq.o")
     subprocess.run(
-        [
-            "gcc",
-            *STRICT,
-            "-DHQ_MAX_JOINTS=8",
-            "-Os",
-            "-c",
-            str(SRC / "hq_protocol.c"),
-            "-o",
-            str(tmp_path / "hq.o"),
-        ],
-        check=True,
+        [compiler, *target, *STRICT, "-DHQ_MAX_JOINTS=8", "-Os", "-c", source, "-o", out], check=True
     )
+
+
+@pytest.mark.parametrize("compiler", ["g++", "avr-g++"])
+def test_sketch_type_checks_against_the_library_interfaces(compiler):
+    """The Arduino sketch, compiled (not linked) against declarations of the Arduino core and the
+    Adafruit libraries it uses (tests/arduino_stubs). Not a test of behaviour: see the README."""
+    if shutil.which(compiler) is None:
+        pytest.skip(f"needs {compiler}")
+    target = ["-mmcu=atmega2560"] if compiler == "avr-g++" else []
+    stubs = Path(__file__).parent / "arduino_stubs"
+    sketch = FIRMWARE / "hq_servo_robot" / "hq_servo_robot.ino"
+    subprocess.run(
+        [compiler, *target, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{stubs}",
+         "-include", "Arduino.h", "-x", "c++", str(sketch)],
+        check=True,
+    )  # fmt: skip
 
 
 def test_c_codec_agrees_with_the_vectors(harness):

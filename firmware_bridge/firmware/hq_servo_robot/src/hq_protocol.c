@@ -10,9 +10,9 @@ uint16_t hq_crc16(const uint8_t *data, size_t len) {
     size_t i;
     int bit;
     for (i = 0; i < len; i++) {
-        crc ^= (uint16_t)((uint16_t)data[i] << 8);
+        crc ^= (uint16_t)((unsigned)data[i] << 8); /* unsigned: int may be 16 bits */
         for (bit = 0; bit < 8; bit++) {
-            crc = (uint16_t)((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+            crc = (uint16_t)((crc & 0x8000u) ? ((unsigned)crc << 1) ^ 0x1021u : (unsigned)crc << 1);
         }
     }
     return crc;
@@ -106,8 +106,9 @@ typedef struct {
 
 static hq_status need(const hq_reader *r, size_t n) { return r->at + n > r->len ? HQ_ERR_LENGTH : HQ_OK; }
 static uint8_t u8(hq_reader *r) { return r->p[r->at++]; }
+static uint16_t le16(const uint8_t *p) { return (uint16_t)((unsigned)p[0] | (unsigned)p[1] << 8); }
 static uint16_t u16(hq_reader *r) {
-    uint16_t v = (uint16_t)(r->p[r->at] | (uint16_t)r->p[r->at + 1] << 8);
+    uint16_t v = le16(r->p + r->at);
     r->at += 2;
     return v;
 }
@@ -326,11 +327,11 @@ hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg) {
     if (len > HQ_MAX_ENCODED) return HQ_ERR_OVERFLOW;
     TRY(hq_cobs_decode(frame, len, raw, &n));
     if (n < 6) return HQ_ERR_SHORT;
-    if (hq_crc16(raw, n - 2) != (uint16_t)(raw[n - 2] | (uint16_t)raw[n - 1] << 8)) return HQ_ERR_CRC;
+    if (hq_crc16(raw, n - 2) != le16(raw + n - 2)) return HQ_ERR_CRC;
     if (raw[0] != HQ_PROTOCOL_VERSION) return HQ_ERR_VERSION;
     memset(msg, 0, sizeof *msg);
     msg->type = raw[1];
-    msg->seq = (uint16_t)(raw[2] | (uint16_t)raw[3] << 8);
+    msg->seq = le16(raw + 2);
     r.p = raw + 4;
     r.len = n - 6;
     r.at = 0;
