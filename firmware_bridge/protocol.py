@@ -289,8 +289,8 @@ class State(Message):
 
 @dataclass(frozen=True)
 class Heartbeat(Message):
-    """Either way: the receiver echoes it back unchanged (link check and round-trip time).
-    It does not feed the robot's command watchdog: only COMMAND does."""
+    """Host -> robot, echoed back unchanged (link check and round-trip time). It does not feed
+    the robot's command watchdog: only COMMAND does."""
 
     TYPE: ClassVar[int] = 0x20
     time_us: int  # sender's clock, µs, wraps at 2^32
