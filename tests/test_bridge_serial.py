@@ -5,6 +5,7 @@ genome in between. Waits have generous limits against hanging; nothing asserts o
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import queue
 import re
@@ -20,10 +21,14 @@ import pytest
 import serial
 
 from controller.cli import main as controller
+from controller.deploy import Deployment
+from controller.genome import Genome
+from controller.network import NetworkSpec
 from firmware_bridge.cli import main as firmware_bridge
 from firmware_bridge.emulator import open_pty
 from firmware_bridge.link import Link
 from firmware_bridge.protocol import FAULT_SAFE_POSE, FAULT_WATCHDOG, Heartbeat, encode
+from firmware_bridge.robot import load_robot
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -163,6 +168,51 @@ def test_ctrl_c_and_sigterm_send_estop(emulator, sig, code, name):
     assert rc == code, stderr
     assert f"stopped: interrupted ({name}); ESTOP sent" in stdout and "Traceback" not in stderr
     emulator.wait_for(r"ESTOP \(operator\): motors off", start)
+
+
+def _network(obs_size: int, weight: float):
+    """A real one-layer static network whose every weight is ``weight``."""
+    spec = NetworkSpec((obs_size, 8), ("tanh",))
+    vector = np.full(Genome.parameter_count("static", spec), weight)
+    return Genome.from_vector("static", spec, "ant", vector).build("numpy")
+
+
+@pytest.mark.parametrize(
+    ("weight", "max_tilt_deg", "stop", "robot_log"),
+    [
+        (np.nan, 60.0, "safety stop (non-finite action)", r"SAFE_POSE requested \(non-finite action\)"),
+        (0.01, 1e-4, "safety stop (orientation)", r"SAFE_POSE requested \(orientation\)"),  # any tilt trips
+    ],
+)
+def test_safety_trips_end_the_run_in_safe_pose(emulator, weight, max_tilt_deg, stop, robot_log):
+    robot = load_robot("ant")
+    robot = dataclasses.replace(robot, safety=dataclasses.replace(robot.safety, max_tilt_deg=max_tilt_deg))
+    start = len(emulator.lines)
+    with Link.open(emulator.port) as link:
+        link.handshake()
+        result = Deployment(link, robot, _network(27, weight), 50).run(duration=5)
+    assert result.exit_code == 1 and result.stop.startswith(stop) and result.stop.endswith("SAFE_POSE sent")
+    emulator.wait_for(robot_log, start)
+
+
+def test_any_other_failure_sends_estop(emulator):
+    """A host-side exception mid-run (here: a network built for another observation size)."""
+    start = len(emulator.lines)
+    with Link.open(emulator.port) as link:
+        link.handshake()
+        with pytest.raises(ValueError, match="observation has shape"):
+            Deployment(link, load_robot("ant"), _network(26, 0.0), 50).run(5)
+    emulator.wait_for(r"ESTOP \(host fault\)", start)
+
+
+def test_live_status_line_on_a_terminal(emulator, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert (
+        controller(["--serial", emulator.port, "--robot", "ant", "--duration", "1", "--backend", "numpy"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert re.search(r"\r(ramp |run  ) tick +\d+  misses \d+  STATE age +[\d.]+ ms  crc errors 0", err)
 
 
 def test_probe_prints_what_the_robot_reports(emulator, capsys):
