@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from firmware_bridge.errors import BridgeError, LinkError
 from firmware_bridge.faults import EXAMPLE, parse_faults
-from firmware_bridge.protocol import CONTROL_MODES, describe_faults
+from firmware_bridge.protocol import CAP_BASE_ESTIMATE, MODE_NAMES, describe_faults
 
 
 def _say(text: str) -> None:
@@ -47,12 +47,12 @@ def probe(args: argparse.Namespace) -> int:
 
     with Link.open(args.port, args.baud) as link:
         info = link.handshake()
-        modes = {v: k for k, v in CONTROL_MODES.items()}
+        base = "yes" if info.capabilities & CAP_BASE_ESTIMATE else "no"
         _say(
             f"robot {info.robot_name}: protocol v{info.protocol_version}, "
-            f"{modes.get(info.control_mode, info.control_mode)} mode, {len(info.joint_names)} joints, "
+            f"{MODE_NAMES.get(info.control_mode, info.control_mode)} mode, {len(info.joint_names)} joints, "
             f"{info.n_feet} feet, max rate {info.max_rate_hz} Hz, STATE {info.state_rate_hz} Hz, "
-            f"watchdog {info.watchdog_ms} ms, base estimate {'yes' if info.capabilities & 1 else 'no'}"
+            f"watchdog {info.watchdog_ms} ms, base estimate {base}"
         )
         for name, lo, hi in zip(info.joint_names, info.joint_lower, info.joint_upper, strict=True):
             _say(f"  {name:<15s} [{lo:+.3f}, {hi:+.3f}] rad")

@@ -45,6 +45,7 @@ from firmware_bridge.protocol import (
     FAULT_SAFE_POSE,
     FAULT_WATCHDOG,
     MAX_ENCODED,
+    MODE_NAMES,
     PROTOCOL_VERSION,
     REASON_NAMES,
     BaseEstimate,
@@ -397,9 +398,10 @@ def emulate(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    mode = MODE_NAMES[body.control_mode]
     out(
-        f"emulating robot {robot} on {path} (protocol v{PROTOCOL_VERSION}, effort mode, physics "
-        f"{physics_hz} Hz, STATE {state_rate_hz} Hz, watchdog {watchdog_ms} ms, faults {faults})"
+        f"emulating robot {robot} on {path} (protocol v{PROTOCOL_VERSION}, {mode} mode, "
+        f"physics {physics_hz} Hz, STATE {state_rate_hz} Hz, watchdog {watchdog_ms} ms, faults {faults})"
     )
     out(f"connect with: controller --serial {path} --robot {robot}")
     end = math.inf if duration is None else time.monotonic() + duration

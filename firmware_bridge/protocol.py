@@ -10,7 +10,7 @@ the same codec in C99, checked against this one byte for byte on firmware/test_v
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from firmware_bridge.errors import FrameError
@@ -32,6 +32,7 @@ MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1  # COBS adds one byte per 254 plu
 POSITION = 0  # joint angle targets, rad
 EFFORT = 1  # normalised joint effort (torque / the joint's maximum torque), in [-1, 1]
 CONTROL_MODES = {"position": POSITION, "effort": EFFORT}
+MODE_NAMES = {code: name for name, code in CONTROL_MODES.items()}
 
 # Info.capabilities bits
 CAP_BASE_ESTIMATE = 0x01  # State carries the base estimate block
@@ -66,7 +67,7 @@ REASON_ROBOT_FAULT = 5  # the robot reported a fault the host cannot drive throu
 REASON_NAMES = ("operator", "host fault", "state timeout", "orientation", "non-finite action", "robot fault")
 
 # Error.code values
-ERROR_FRAME, ERROR_VERSION, ERROR_TYPE, ERROR_PAYLOAD, ERROR_NOT_READY, ERROR_ESTOPPED = range(1, 7)
+ERROR_VERSION, ERROR_TYPE, ERROR_PAYLOAD, ERROR_NOT_READY, ERROR_ESTOPPED = range(1, 6)
 
 
 def describe_faults(faults: int) -> str:
@@ -386,8 +387,3 @@ def decode(encoded: bytes) -> Frame:
     message = cls.parse(reader)
     reader.end()
     return Frame(seq, message)
-
-
-def message_fields(message: Message) -> dict:
-    """The message's fields by name (for logs and test vectors)."""
-    return {f.name: getattr(message, f.name) for f in fields(message)}  # type: ignore[arg-type]

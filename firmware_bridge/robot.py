@@ -23,7 +23,15 @@ import numpy as np
 import yaml
 
 from firmware_bridge.errors import ConfigError
-from firmware_bridge.protocol import CAP_BASE_ESTIMATE, CONTROL_MODES, EFFORT, POSITION, Info, State
+from firmware_bridge.protocol import (
+    CAP_BASE_ESTIMATE,
+    CONTROL_MODES,
+    EFFORT,
+    MODE_NAMES,
+    POSITION,
+    Info,
+    State,
+)
 
 # observation block -> whether it needs the STATE base estimate block
 OBSERVATION_BLOCKS = {
@@ -91,11 +99,10 @@ class RobotConfig:
                 f"{', '.join(self.joints)}; fix the config's joints list (order matters)"
             )
         if info.control_mode != self.control_mode:
-            modes = {v: k for k, v in CONTROL_MODES.items()}
-            robot_mode = modes.get(info.control_mode, info.control_mode)
+            robot_mode = MODE_NAMES.get(info.control_mode, info.control_mode)
             raise ConfigError(
                 f"{where} disagree on the control mode: robot {robot_mode}, config "
-                f"{modes[self.control_mode]}; set control_mode in the config"
+                f"{MODE_NAMES[self.control_mode]}; set control_mode in the config"
             )
         if info.n_feet != self.feet:
             raise ConfigError(

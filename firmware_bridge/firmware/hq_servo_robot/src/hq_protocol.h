@@ -86,8 +86,7 @@ enum {
 };
 
 enum {
-    HQ_ERROR_FRAME = 1,
-    HQ_ERROR_VERSION,
+    HQ_ERROR_VERSION = 1,
     HQ_ERROR_TYPE,
     HQ_ERROR_PAYLOAD,
     HQ_ERROR_NOT_READY,
