@@ -28,6 +28,7 @@ import numpy as np
 
 from controller.errors import UserError
 from controller.genome import load_genome
+from controller.network import FeedForward
 from firmware_bridge.errors import BridgeError, ConfigError
 from firmware_bridge.link import Link, clock_us
 from firmware_bridge.protocol import (
@@ -92,7 +93,7 @@ class Deployment:
         self,
         link: Link,
         robot: RobotConfig,
-        network: Any,
+        network: FeedForward,
         rate_hz: float,
         on_tick: Callable[[Deployment, str, np.ndarray | None, np.ndarray | None], None] | None = None,
     ) -> None:
@@ -152,7 +153,7 @@ class Deployment:
             if age > config.state_timeout_ms * 1e-3:
                 self._stale()
             else:
-                self._control(now, age)
+                self._control(age)
             result.ticks += 1
             done = time.monotonic()
             result.work_s.append(done - now)
@@ -174,7 +175,7 @@ class Deployment:
         if self.on_tick:
             self.on_tick(self, "stale", None, None)
 
-    def _control(self, now: float, age: float) -> None:
+    def _control(self, age: float) -> None:
         received = self.link.latest_state
         assert received is not None  # a finite age means a STATE arrived
         state = received.message
