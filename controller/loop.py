@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium
 import numpy as np
 
 from controller.network import FeedForward
+
+if TYPE_CHECKING:  # the loop drives any gymnasium env but must not import gymnasium on the deploy path
+    import gymnasium
 
 
 @dataclass(frozen=True)
