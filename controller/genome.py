@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from controller.errors import UserError
+from controller.files import atomic_write
 from controller.network import FeedForward, HebbianNetwork, NetworkSpec, StaticNetwork
 from controller.rules import get_rule
 
@@ -130,25 +130,13 @@ class Genome:
 
 def save_genome(genome: Genome, path: str | os.PathLike) -> Path:
     """Write atomically (temporary file, then rename), so a crash never leaves half a genome."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         **{f"coefficients_{i}": c.astype(np.float32) for i, c in enumerate(genome.coefficients)},
         **{f"weights_{i}": w.astype(np.float32) for i, w in enumerate(genome.weights)},
     }
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(genome.metadata())), **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, buffer.getvalue())
 
 
 SHIPPED = {

@@ -1,0 +1,143 @@
+"""The ``evolve`` command.
+
+evolve --config launch/ant.yaml [--set key=value]... [--out runs/NAME] [--backend local|ray]
+       [--workers N] [--ray-address ADDR]
+evolve --resume runs/NAME            # continue after Ctrl-C or kill -9
+evolve plot runs/NAME [-o curve.png]  # learning curve: train and held-out validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.errors import UserError
+from sim.damage import SpecError
+from evolve.config import ConfigError, load_config
+
+EXECUTION_KEYS = ("backend", "workers", "ray_address")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    sets = list(args.set)
+    if args.backend:
+        sets.append(f"backend={args.backend}")
+    if args.workers is not None:
+        sets.append(f"workers={args.workers}")
+    return sets
+
+
+def run(args: argparse.Namespace) -> int:
+    from evolve.config import parse_override
+    from evolve.run import evolve, load_run_config
+
+    if args.resume:
+        out = Path(args.resume)
+        overrides = dict(parse_override(o) for o in _overrides(args))
+        bad = sorted(set(overrides) - set(EXECUTION_KEYS))
+        if bad:
+            raise ConfigError(
+                f"--resume keeps the run's config; only {', '.join(EXECUTION_KEYS)} may change, not {bad}"
+            )
+        config = load_run_config(out, overrides)
+        evolve(config, out, resume=True, ray_address=args.ray_address)
+        return 0
+    if not args.config:
+        raise ConfigError("give --config launch/NAME.yaml (or --resume runs/NAME)")
+    config = load_config(args.config, _overrides(args))
+    out = Path(args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.out = str(out)
+    if (out / "checkpoint.npz").exists():
+        raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or pick another --out")
+    evolve(config, out, ray_address=args.ray_address)
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    """Fitness of the population and of the mean genome (train and held-out) per generation."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plotting needs matplotlib: pip install 'hebbian-quadruped[plot]'") from None
+    log = Path(args.run) / "log.jsonl"
+    if not log.is_file():
+        raise UserError(f"{log} not found; is {args.run} a run directory written by evolve?")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    gens = [r["generation"] + 1 for r in records]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(gens, [r["mean"] for r in records], color="0.7", label="population mean")
+    ax.plot(gens, [r["best"] for r in records], color="0.4", lw=0.8, label="population best")
+    checked = [r for r in records if "train_score" in r]
+    ax.plot(
+        [r["generation"] + 1 for r in checked],
+        [r["train_score"] for r in checked],
+        "o-",
+        label="mean genome: train bodies",
+    )
+    held = [r for r in checked if r["validation_score"] is not None]
+    if held:
+        ax.plot(
+            [r["generation"] + 1 for r in held],
+            [r["validation_score"] for r in held],
+            "s-",
+            label="mean genome: held-out damage",
+        )
+    ax.set_xlabel("generation")
+    ax.set_ylabel("distance walked (m)")
+    ax.legend()
+    fig.tight_layout()
+    output = args.output or str(Path(args.run) / "curve.png")
+    fig.savefig(output, dpi=120)
+    print(f"wrote {output}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evolve", description="Evolve Hebbian rules (or static weights) with OpenAI-ES."
+    )
+    parser.add_argument("--config", help="YAML run configuration (see launch/)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    parser.add_argument("--out", help="run directory (default runs/<config>-<time>)")
+    parser.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
+    parser.add_argument("--backend", choices=("local", "ray"), help="where fitness is evaluated")
+    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    parser.add_argument("--ray-address", help="address of a running Ray cluster (default: start one locally)")
+    return parser
+
+
+def _plot_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evolve plot")
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("-o", "--output", help="PNG to write (default RUN/curve.png)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    is_plot = bool(argv) and argv[0] == "plot"
+    args = (_plot_parser() if is_plot else _parser()).parse_args(argv[1:] if is_plot else argv)
+    try:
+        return plot(args) if is_plot else run(args)
+    except (UserError, SpecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        target = args.resume or getattr(args, "out", None) or "runs/NAME"
+        print(
+            f"\ninterrupted; the last finished generation is saved: evolve --resume {target}", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
