@@ -1,18 +1,22 @@
 """OpenAI-ES: Salimans, Ho, Chen, Sidor & Sutskever, "Evolution Strategies as a Scalable Alternative to
-Reinforcement Learning" (2017), as used by Najarro & Risi (NeurIPS 2020) to evolve Hebbian rules.
+Reinforcement Learning" (arXiv 1703.03864, 2017), as used by Najarro & Risi, "Meta-Learning through
+Hebbian Plasticity in Random Networks" (NeurIPS 2020) to evolve Hebbian rules.
 
-Mirrored Gaussian perturbations, centred-rank fitness shaping, an L2 penalty on the parameters, SGD
-(the paper) or Adam, learning-rate decay and optional sigma decay to a floor.
+Mirrored Gaussian perturbations, centred-rank fitness shaping, an L2 penalty on the parameters
+(``-l2 * mean(theta^2)`` added to each fitness), SGD (the paper) or Adam, learning-rate decay and
+optional sigma decay to a floor.
 
 Perturbations are never stored or shipped: member ``k`` of generation ``g`` is
 ``mean + sign(k) * sigma * eps(seed, g, k // 2)``, where ``eps`` is drawn from a counter-based
 generator (Philox keyed by seed, generation and pair), so any worker or backend rebuilds any member
-from the mean alone, and a resumed run draws exactly what an uninterrupted one would.
+from a :class:`Population` (mean, sigma, generation, seed), and a resumed run draws exactly what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -43,18 +47,46 @@ class ESState:
     adam_m: np.ndarray
     adam_v: np.ndarray
 
+    def to_dict(self) -> dict[str, Any]:
+        """Arrays and plain scalars (exact: float64 scalars round-trip through JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ESState:
+        return cls(
+            mean=np.asarray(values["mean"], dtype=np.float32),
+            generation=int(values["generation"]),
+            lr=float(values["lr"]),
+            sigma=float(values["sigma"]),
+            adam_m=np.asarray(values["adam_m"], dtype=np.float32),
+            adam_v=np.asarray(values["adam_v"], dtype=np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class Population:
+    """What a worker needs to rebuild any member of one generation (no optimiser state)."""
+
+    mean: np.ndarray
+    sigma: float
+    generation: int
+    seed: int
+
+    def pair_noise(self, pair: int) -> np.ndarray:
+        return noise(self.seed, self.generation, pair, self.mean.size)
+
+    def member(self, k: int) -> np.ndarray:
+        """Parameters of member ``k`` (even k: +eps, odd k: -eps of pair k // 2)."""
+        return self.perturb(self.pair_noise(k // 2), 1.0 if k % 2 == 0 else -1.0)
+
+    def perturb(self, eps: np.ndarray, sign: float) -> np.ndarray:
+        return self.mean + np.float32(sign * self.sigma) * eps
+
 
 def noise(seed: int, generation: int, pair: int, size: int) -> np.ndarray:
     """The perturbation direction of one mirrored pair (float32, standard normal)."""
     bits = np.random.Philox(np.random.SeedSequence([seed, generation, pair]))
     return np.random.Generator(bits).standard_normal(size, dtype=np.float32)
-
-
-def member(state: ESState, seed: int, k: int) -> np.ndarray:
-    """Parameters of member ``k`` (even k: +eps, odd k: -eps of pair k // 2)."""
-    sign = 1.0 if k % 2 == 0 else -1.0
-    eps = noise(seed, state.generation, k // 2, state.mean.size)
-    return state.mean + np.float32(sign * state.sigma) * eps
 
 
 def centred_ranks(fitness: np.ndarray) -> np.ndarray:
@@ -65,7 +97,7 @@ def centred_ranks(fitness: np.ndarray) -> np.ndarray:
 
 
 class OpenAIES:
-    """ask/tell over an explicit :class:`ESState`."""
+    """ask/tell over an explicit :class:`ESState`; the object itself holds only constants."""
 
     def __init__(self, params: ESParams, seed: int) -> None:
         if params.population < 2 or params.population % 2:
@@ -82,9 +114,15 @@ class OpenAIES:
         zeros = np.zeros_like(mean)
         return ESState(mean, 0, self.params.lr, self.params.sigma, zeros, zeros.copy())
 
+    def population(self, state: ESState) -> Population:
+        """The current generation, in the compact form sent to workers."""
+        return Population(state.mean, state.sigma, state.generation, self.seed)
+
     def ask(self, state: ESState) -> list[np.ndarray]:
-        """All members of this generation (local use; workers call :func:`member` themselves)."""
-        return [member(state, self.seed, k) for k in range(self.params.population)]
+        """All members of this generation (for local use; workers rebuild their own members)."""
+        population = self.population(state)
+        pairs = (population.pair_noise(pair) for pair in range(self.params.population // 2))
+        return [population.perturb(eps, sign) for eps in pairs for sign in (1.0, -1.0)]
 
     def tell(self, state: ESState, fitness: np.ndarray) -> ESState:
         """Move the mean along the rank-weighted perturbations; decay lr and sigma."""
@@ -92,14 +130,17 @@ class OpenAIES:
         fitness = np.asarray(fitness, dtype=np.float64)
         if fitness.shape != (p.population,):
             raise ValueError(f"expected {p.population} fitness values, got {fitness.shape}")
-        # The L2 penalty of each member, recomputed from its seed like the member itself.
-        penalised = fitness - p.l2 * np.array(
-            [np.mean(np.square(member(state, self.seed, k), dtype=np.float64)) for k in range(p.population)]
-        )
-        shaped = centred_ranks(penalised)
+        population = self.population(state)
+        pairs = [population.pair_noise(pair) for pair in range(p.population // 2)]
+        # The L2 penalty of each member, rebuilt from its pair's noise exactly as the worker built it.
+        penalty = [
+            p.l2 * np.mean(np.square(population.perturb(eps, sign), dtype=np.float64))
+            for eps in pairs
+            for sign in (1.0, -1.0)
+        ]
+        shaped = centred_ranks(fitness - np.array(penalty))
         gradient = np.zeros_like(state.mean, dtype=np.float64)
-        for pair in range(p.population // 2):
-            eps = noise(self.seed, state.generation, pair, state.mean.size)
+        for pair, eps in enumerate(pairs):
             gradient += (shaped[2 * pair] - shaped[2 * pair + 1]) * eps
         gradient /= p.population * state.sigma
         m, v = state.adam_m, state.adam_v
