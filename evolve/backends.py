@@ -1,31 +1,45 @@
 """Where the jobs run: ``local`` (a process pool on this machine) or ``ray`` (a Ray cluster).
 
-Both split a generation's jobs into chunks, send the ES state once per chunk (never one perturbed
-parameter vector per member), and return results in job order. A job's result depends only on the
-state and the job, so both backends give the same fitness arrays for the same seed.
+Both split a generation's jobs into chunks, send the :class:`Population` (mean, sigma, generation,
+seed: one parameter vector) once per chunk, never one perturbed vector per member, and return results
+in job order. A job's result depends only on the population and the job, so both backends give the
+same fitness arrays for the same seed.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Sequence
+from typing import Protocol
 
-from evolve.config import Config
+from evolve.config import Config, ConfigError
 from evolve.fitness import Evaluator, Job, Result
-from evolve.openai_es import ESState
+from evolve.openai_es import Population
 
 _worker: Evaluator | None = None
 
 
+class Backend(Protocol):
+    workers: int
+
+    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]: ...
+
+    def close(self) -> None: ...
+
+
 def _init_worker(config: Config) -> None:
+    # Ctrl-C goes to the whole process group: the main process handles it, workers just get stopped.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _worker
     _worker = Evaluator(config)
 
 
-def _run_chunk(args: tuple[ESState, list[Job], int | None]) -> list[Result]:
-    state, jobs, ticks = args
-    return _worker.run(state, jobs, ticks)
+def _run_chunk(args: tuple[Population, list[Job], int | None]) -> list[Result]:
+    population, jobs, ticks = args
+    return _worker.run(population, jobs, ticks)
 
 
 def _chunks(jobs: Sequence[Job], count: int) -> list[list[Job]]:
@@ -38,19 +52,18 @@ def worker_count(config: Config) -> int:
 
 
 class LocalBackend:
-    """A pool of worker processes, each keeping its simulators and network alive."""
+    """A pool of worker processes, each keeping its simulators alive for the whole run."""
 
     def __init__(self, config: Config) -> None:
         self.workers = worker_count(config)
         context = mp.get_context("spawn")  # no forked MuJoCo or numba state; same on every OS
         self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(config,))
 
-    def run(self, state: ESState, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
+    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
         # A few chunks per worker balance lifetimes that stop early against ones that run to the end.
         chunks = _chunks(jobs, 4 * self.workers)
-        return [
-            r for chunk in self._pool.imap(_run_chunk, [(state, c, ticks) for c in chunks]) for r in chunk
-        ]
+        results = self._pool.imap(_run_chunk, [(population, c, ticks) for c in chunks])
+        return [r for chunk in results for r in chunk]
 
     def close(self) -> None:
         self._pool.terminate()
@@ -58,33 +71,42 @@ class LocalBackend:
 
 
 class RayBackend:
-    """Ray actors, one per worker CPU, each holding an :class:`Evaluator`."""
+    """Ray actors, one per worker CPU, each holding an :class:`Evaluator`.
+
+    With no address a local Ray cluster is started (and stopped by :meth:`close`); with one, the
+    run joins that cluster. Workers import this project from the driver's ``sys.path``.
+    """
 
     def __init__(self, config: Config, address: str | None = None) -> None:
         try:
             import ray
         except ImportError:
-            from evolve.config import ConfigError
-
             raise ConfigError("backend 'ray' needs ray: pip install 'hebbian-quadruped[ray]'") from None
         self._ray = ray
         self._started = not ray.is_initialized()
+        address = address or config.ray_address
         if self._started:
-            address = address or config.ray_address
+            path = os.pathsep.join(p for p in sys.path if p)
+            runtime_env = {"env_vars": {"PYTHONPATH": path}}
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
             else:
-                ray.init(num_cpus=worker_count(config), include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    num_cpus=worker_count(config),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env=runtime_env,
+                )
+        self.workers = config.workers or int(ray.cluster_resources().get("CPU", 1))
         actor = ray.remote(num_cpus=1)(Evaluator)
-        self.workers = worker_count(config)
         self._actors = [actor.remote(config) for _ in range(self.workers)]
 
-    def run(self, state: ESState, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
+    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
         ray = self._ray
-        state_ref = ray.put(state)
+        population_ref = ray.put(population)
         chunks = _chunks(jobs, 4 * self.workers)
         futures = [
-            self._actors[i % self.workers].run.remote(state_ref, chunk, ticks)
+            self._actors[i % self.workers].run.remote(population_ref, chunk, ticks)
             for i, chunk in enumerate(chunks)
         ]
         return [r for chunk in ray.get(futures) for r in chunk]
@@ -96,5 +118,7 @@ class RayBackend:
             self._ray.shutdown()
 
 
-def make_backend(config: Config, address: str | None = None) -> LocalBackend | RayBackend:
-    return RayBackend(config, address) if config.backend == "ray" else LocalBackend(config)
+def make_backend(config: Config, address: str | None = None) -> Backend:
+    if config.backend == "ray" or address:
+        return RayBackend(config, address)
+    return LocalBackend(config)

@@ -2,7 +2,7 @@
 
 evolve --config launch/ant.yaml [--set key=value]... [--out runs/NAME] [--backend local|ray]
        [--workers N] [--ray-address ADDR]
-evolve --resume runs/NAME            # continue after Ctrl-C or kill -9
+evolve --resume runs/NAME             # continue after Ctrl-C, SIGTERM or kill -9
 evolve plot runs/NAME [-o curve.png]  # learning curve: train and held-out validation
 """
 
@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from controller.errors import UserError
+from evolve.config import ConfigError, load_config, parse_override
 from sim.damage import SpecError
-from evolve.config import ConfigError, load_config
 
-EXECUTION_KEYS = ("backend", "workers", "ray_address")
+# What --resume may change: where it runs, and how long (the trajectory does not depend on either).
+RESUME_KEYS = ("backend", "workers", "ray_address", "generations")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -32,16 +35,17 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evolve.config import parse_override
-    from evolve.run import evolve, load_run_config
+    from evolve.run import evolve, load_run_config  # imports the simulator: not needed for errors
 
+    if args.resume and (args.config or args.out):
+        raise ConfigError("--resume RUN continues that run with its own config; drop --config and --out")
     if args.resume:
         out = Path(args.resume)
         overrides = dict(parse_override(o) for o in _overrides(args))
-        bad = sorted(set(overrides) - set(EXECUTION_KEYS))
+        bad = sorted(set(overrides) - set(RESUME_KEYS))
         if bad:
             raise ConfigError(
-                f"--resume keeps the run's config; only {', '.join(EXECUTION_KEYS)} may change, not {bad}"
+                f"--resume keeps the run's config; only {', '.join(RESUME_KEYS)} may change, not {bad}"
             )
         config = load_run_config(out, overrides)
         evolve(config, out, resume=True, ray_address=args.ray_address)
@@ -122,10 +126,16 @@ def _plot_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a scheduler, ``kill``) stops the run like Ctrl-C: the last generation is saved."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     is_plot = bool(argv) and argv[0] == "plot"
     args = (_plot_parser() if is_plot else _parser()).parse_args(argv[1:] if is_plot else argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return plot(args) if is_plot else run(args)
     except (UserError, SpecError) as exc:
@@ -137,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\ninterrupted; the last finished generation is saved: evolve --resume {target}", file=sys.stderr
         )
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Run configurations: YAML files in ``launch/``, validated key by key.
 
 Every key has a type and a default here; an unknown key or a value of the wrong type or range is a
-:class:`ConfigError` naming the key, so a typo never silently runs the defaults.
+:class:`ConfigError` naming the key, so a typo never silently runs the defaults. The defaults are the
+settings that learned on this Ant (``PAPER_NOTES.md``, "Measured here"), not the paper's literal ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,10 @@ from typing import Any
 import yaml
 
 from controller.errors import UserError
+from controller.network import ACTIVATIONS, INITS
+from controller.rules import RULES
+from sim import TASKS
+from sim.damage import SpecError, parse
 
 
 class ConfigError(UserError):
@@ -60,25 +66,68 @@ class Config:
     ray_address: str | None = None
 
 
-CHOICES = {
-    "genome_kind": ("hebbian", "static"),
-    "optimizer": ("sgd", "adam"),
-    "backend": ("local", "ray"),
-    "activation": ("tanh", "linear"),
+DAMAGE_KEYS = ("train_damages", "validation_damages")
+
+
+def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), f"one of {', '.join(choices)}"
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f">= {low}"
+
+
+def _fraction() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: 0 < v <= 1), "in (0, 1]"
+
+
+# key -> (predicate, what a valid value is); type checks come first, from the defaults above.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": _one_of(*TASKS),
+    "genome_kind": _one_of("hebbian", "static"),
+    "rule": _one_of(*RULES),
+    "activation": _one_of(*ACTIVATIONS),
+    "init": _one_of(*INITS, "coevolve"),
+    "network_backend": _one_of("auto", "numpy", "numba"),
+    "parameter_init_std": _at_least(0),
+    "generations": _at_least(1),
+    "population": ((lambda v: v >= 2 and v % 2 == 0), "an even number >= 2 (mirrored pairs)"),
+    "sigma": ((lambda v: v > 0), "> 0"),
+    "sigma_decay": _fraction(),
+    "sigma_min": _at_least(0),
+    "lr": ((lambda v: v > 0), "> 0"),
+    "lr_decay": _fraction(),
+    "l2": _at_least(0),
+    "optimizer": _one_of("sgd", "adam"),
+    "ticks": _at_least(1),
+    "settle_ticks": _at_least(0),
+    "lifetimes": _at_least(1),
+    "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
+    "validation_lifetimes": _at_least(1),
+    "validation_ticks": _at_least(1),
+    "validate_every": _at_least(1),
+    "backend": _one_of("local", "ray"),
+    "workers": _at_least(0),
 }
-POSITIVE = ("generations", "population", "ticks", "lifetimes", "validation_lifetimes", "validation_ticks")
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Check one value against the type of its default; tuples of tuples hold damage specs."""
-    if name in ("train_damages", "validation_damages"):
+    if name in DAMAGE_KEYS:
         if not isinstance(value, list | tuple) or not all(isinstance(v, list | tuple) for v in value):
             raise ConfigError(f"config key {name!r} must be a list of lists of damage specs, got {value!r}")
         if not all(isinstance(s, str) for v in value for s in v):
             raise ConfigError(f"config key {name!r}: every damage spec must be a string like 'cut-leg:2'")
+        for spec in (s for v in value for s in v):
+            try:
+                parse(spec)
+            except SpecError as exc:
+                raise ConfigError(f"config key {name!r}: {exc}") from None
         return tuple(tuple(v) for v in value)
     if name == "hidden":
-        if not isinstance(value, list | tuple) or not all(isinstance(v, int) and v > 0 for v in value):
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        ):
             raise ConfigError(f"config key 'hidden' must be a list of positive layer sizes, got {value!r}")
         return tuple(value)
     if name == "ray_address":
@@ -86,14 +135,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"config key 'ray_address' must be an address string, got {value!r}")
         return value
     kind = type(default)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {name!r} must be true or false, got {value!r}")
-        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"config key {name!r} must be {kind.__name__}, got {value!r}")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        expected = "true or false" if kind is bool else kind.__name__
+        raise ConfigError(f"config key {name!r} must be {expected}, got {value!r}")
     return value
 
 
@@ -106,27 +152,19 @@ def make_config(values: dict[str, Any]) -> Config:
             raise ConfigError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(known))}")
         checked[name] = _coerce(name, value, known[name])
     config = Config(**checked)
-    for name, choices in CHOICES.items():
-        if getattr(config, name) not in choices:
-            raise ConfigError(
-                f"config key {name!r} must be one of {', '.join(choices)}, got {getattr(config, name)!r}"
-            )
-    for name in POSITIVE:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"config key {name!r} must be >= 1, got {getattr(config, name)}")
-    if config.population % 2:
-        raise ConfigError(f"config key 'population' must be even (mirrored pairs), got {config.population}")
-    if config.sigma <= 0 or config.lr <= 0:
-        raise ConfigError("config keys 'sigma' and 'lr' must be > 0")
+    for name, (valid, expected) in RANGES.items():
+        if not valid(getattr(config, name)):
+            raise ConfigError(f"config key {name!r} must be {expected}, got {getattr(config, name)!r}")
     if not 0 <= config.train_damage_sample <= len(config.train_damages):
         raise ConfigError(
             f"config key 'train_damage_sample' must be between 0 and {len(config.train_damages)} "
-            f"(the number of train_damages entries)"
+            f"(the number of train_damages entries), got {config.train_damage_sample}"
         )
     return config
 
 
 def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (``hidden=[64,32]``, ``normalise=false``)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r} must look like key=value")
     key, raw = text.split("=", 1)

@@ -2,35 +2,37 @@
 
 A :class:`Job` names what to evaluate (an ES member rebuilt from its seed, or the mean itself), on
 which damaged bodies and with which lifetime seeds. An :class:`Evaluator` lives in a worker and keeps
-one environment per morphology and its network buffers alive between jobs.
+one environment per morphology alive between jobs, so a generation never rebuilds a simulator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium
 import numpy as np
 
 import sim
 from controller.genome import Genome
 from controller.loop import EarlyStop, run_lifetime
 from controller.network import NetworkSpec
-from evolve.config import Config
-from evolve.openai_es import ESState, member
+from evolve.config import DAMAGE_KEYS, Config, ConfigError
+from evolve.openai_es import Population
+from sim.damage import SpecError
 
 
 @dataclass(frozen=True)
 class Job:
     member: int | None  # ES member index, or None for the mean genome
     morphologies: tuple[tuple[str, ...], ...]  # damages of each body to average over
-    seeds: tuple[int, ...]  # one lifetime per seed on each body
+    seeds: tuple[int, ...]  # one lifetime per seed on each body (env reset and initial weights)
 
 
 @dataclass(frozen=True)
 class Result:
-    fitness: float
-    env_steps: int
-    fell: int
+    fitness: float  # mean distance walked (m) over the job's bodies and lifetimes
+    env_steps: int  # settle ticks included: what the simulator actually ran
+    fell: int  # lifetimes ended by the environment (upside down)
 
 
 def network_spec(config: Config, obs_size: int, action_size: int) -> NetworkSpec:
@@ -40,12 +42,27 @@ def network_spec(config: Config, obs_size: int, action_size: int) -> NetworkSpec
     )
 
 
-def task_sizes(task: str) -> tuple[int, int]:
-    """Observation and action sizes of a task's robot."""
-    env = sim.make(task)
-    sizes = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    return sizes
+def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
+    """One environment per configured morphology (training, validation and the intact body).
+
+    Called first in the main process, so a damage that does not fit the robot (leg 5, an unknown
+    joint) is a one-line error naming its config key rather than a worker's traceback."""
+    bodies = {(): sim.make(config.task)}
+    for key in DAMAGE_KEYS:
+        for damages in getattr(config, key):
+            if damages in bodies:
+                continue
+            try:
+                bodies[damages] = sim.make(config.task, damages)
+            except SpecError as exc:
+                raise ConfigError(f"config key {key!r}: {exc}") from None
+    return bodies
+
+
+def task_sizes(bodies: dict[tuple[str, ...], gymnasium.Env]) -> tuple[int, int]:
+    """Observation and action sizes of the robot (damage never changes them)."""
+    env = bodies[()]
+    return env.observation_space.shape[0], env.action_space.shape[0]
 
 
 def derive_seed(*words: int) -> int:
@@ -75,27 +92,20 @@ class Evaluator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        obs_size, action_size = task_sizes(config.task)
-        self.spec = network_spec(config, obs_size, action_size)
-        self._envs: dict[tuple[str, ...], object] = {}
+        self._envs = make_bodies(config)
+        self.spec = network_spec(config, *task_sizes(self._envs))
         self._early_stop = EarlyStop() if config.early_stop else None
 
-    def _env(self, damages: tuple[str, ...]):
-        if damages not in self._envs:
-            self._envs[damages] = sim.make(self.config.task, damages)
-        return self._envs[damages]
+    def run(self, population: Population, jobs: list[Job], ticks: int | None = None) -> list[Result]:
+        return [self.run_job(population, job, ticks or self.config.ticks) for job in jobs]
 
-    def run(self, state: ESState, jobs: list[Job], ticks: int | None = None) -> list[Result]:
-        return [self.run_job(state, job, ticks or self.config.ticks) for job in jobs]
-
-    def run_job(self, state: ESState, job: Job, ticks: int) -> Result:
+    def run_job(self, population: Population, job: Job, ticks: int) -> Result:
         c = self.config
-        vector = state.mean if job.member is None else member(state, c.seed, job.member)
-        genome = Genome.from_vector(c.genome_kind, self.spec, c.task, vector)
-        network = genome.build(c.network_backend)
+        vector = population.mean if job.member is None else population.member(job.member)
+        network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
         distances, steps, fell = [], 0, 0
         for damages in job.morphologies:
-            env = self._env(damages)
+            env = self._envs[damages]
             for seed in job.seeds:
                 life = run_lifetime(
                     network, env, ticks, seed, settle_ticks=c.settle_ticks, early_stop=self._early_stop

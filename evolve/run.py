@@ -2,14 +2,16 @@
 
 A run directory holds ``config.yaml``, ``log.jsonl`` (one line per generation), ``checkpoint.npz``
 (the full ES state after the last finished generation, written atomically) and the genomes
-``latest.npz``, ``best.npz`` and, at the end, ``final.npz``. ``--resume`` continues from the
-checkpoint and ends with exactly the genome an uninterrupted run of the same seed would.
+``latest.npz``, ``best.npz`` and, at the end, ``final.npz``. Every random draw is keyed by (seed,
+generation, pair, ...), so the ES state is all a resumed run needs to end with exactly the genome an
+uninterrupted run of the same seed would.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,12 @@ import yaml
 
 from controller.files import atomic_write
 from controller.genome import Genome, save_genome
-from evolve.backends import make_backend
+from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, make_config
-from evolve.fitness import Job, Result, derive_seed, network_spec, pair_jobs, task_sizes
-from evolve.openai_es import ESParams, ESState, OpenAIES
+from evolve.fitness import Job, derive_seed, make_bodies, network_spec, pair_jobs, task_sizes
+from evolve.openai_es import ESParams, ESState, OpenAIES, Population
 
-VALIDATION_SEED = 2**31  # validation lifetimes use seeds training never draws (those are < 2**31)
+VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
 
 
 def es_params(config: Config) -> ESParams:
@@ -41,11 +43,11 @@ def es_params(config: Config) -> ESParams:
 
 
 def save_checkpoint(path: Path, state: ESState, best: dict[str, Any]) -> None:
+    values = state.to_dict()
+    arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in values.items() if k not in arrays} | {"best": best}
     buffer = io.BytesIO()
-    meta = {"generation": state.generation, "lr": state.lr, "sigma": state.sigma, "best": best}
-    np.savez(
-        buffer, meta=np.array(json.dumps(meta)), mean=state.mean, adam_m=state.adam_m, adam_v=state.adam_v
-    )
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     atomic_write(path, buffer.getvalue())
 
 
@@ -53,31 +55,54 @@ def load_checkpoint(path: Path) -> tuple[ESState, dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
-            state = ESState(
-                archive["mean"],
-                meta["generation"],
-                meta["lr"],
-                meta["sigma"],
-                archive["adam_m"],
-                archive["adam_v"],
-            )
+            state = ESState.from_dict({**meta, **{k: archive[k] for k in archive.files if k != "meta"}})
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot resume: checkpoint {path} is unreadable ({exc}); start a new run"
-        ) from None
+        raise ConfigError(f"cannot resume: checkpoint {path} is unreadable ({exc}); start anew") from None
     return state, meta["best"]
 
 
-def validation_jobs(config: Config) -> list[Job]:
-    """The mean genome on the training bodies and on each held-out damage, fixed seeds."""
-    seeds = tuple(VALIDATION_SEED + i for i in range(config.validation_lifetimes))
-    train = [Job(None, (m,), seeds) for m in config.train_damages]
-    held_out = [Job(None, (m,), seeds) for m in config.validation_damages]
-    return train + held_out
+def validation_jobs(config: Config, generation: int) -> list[Job]:
+    """The mean genome on every training body and every held-out damage, one job per lifetime, on
+    seeds drawn fresh for this generation (a fixed set would be selected for by ``best.npz``)."""
+    seeds = [derive_seed(VALIDATION, config.seed, generation, i) for i in range(config.validation_lifetimes)]
+    return [Job(None, (m,), (s,)) for m in (*config.train_damages, *config.validation_damages) for s in seeds]
 
 
 def _label(damages: tuple[str, ...]) -> str:
     return "+".join(damages) or "intact"
+
+
+def validate(backend: Backend, population: Population, config: Config) -> tuple[dict[str, Any], int]:
+    """Mean distance of the mean genome per body; the record's fields and the env steps it took."""
+    jobs = validation_jobs(config, population.generation)
+    results = backend.run(population, jobs, config.validation_ticks)
+    per_body: dict[tuple[str, ...], list[float]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        per_body.setdefault(job.morphologies[0], []).append(result.fitness)
+    train = {_label(m): float(np.mean(per_body[m])) for m in config.train_damages}
+    held = {_label(m): float(np.mean(per_body[m])) for m in config.validation_damages}
+    record = {
+        "train_score": float(np.mean(list(train.values()))),
+        "validation_score": float(np.mean(list(held.values()))) if held else None,
+        "train": train,
+        "validation": held,
+    }
+    return record, sum(r.env_steps for r in results)
+
+
+def code_commit() -> str | None:
+    """The git commit of this source tree (with ``-dirty`` if modified), if it is a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def _truncate_log(path: Path, generation: int) -> None:
@@ -92,39 +117,36 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     """Run (or continue) an evolution; returns the path of the final genome."""
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, log_path = out / "checkpoint.npz", out / "log.jsonl"
-    obs_size, action_size = task_sizes(config.task)
-    spec = network_spec(config, obs_size, action_size)
-    size = Genome.parameter_count(config.genome_kind, spec)
+    bodies = make_bodies(config)  # fails fast on a damage the robot cannot have
+    spec = network_spec(config, *task_sizes(bodies))
+    for env in bodies.values():
+        env.close()
     es = OpenAIES(es_params(config), config.seed)
     if resume and checkpoint.exists():
         state, best = load_checkpoint(checkpoint)
         _truncate_log(log_path, state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
+        size = Genome.parameter_count(config.genome_kind, spec)
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
         state = es.init(rng.normal(0.0, config.parameter_init_std, size))
         best = {"score": None, "generation": None}
-        atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
         log_path.unlink(missing_ok=True)
+    atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
+    provenance = {"seed": config.seed, "run": str(out), "commit": code_commit()}
 
-    def genome_of(s: ESState, **provenance: Any) -> Genome:
-        return Genome.from_vector(
-            config.genome_kind,
-            spec,
-            config.task,
-            s.mean,
-            seed=config.seed,
-            generation=s.generation,
-            run=str(out),
-            **provenance,
+    def save(s: ESState, name: str, **extra: Any) -> Path:
+        genome = Genome.from_vector(
+            config.genome_kind, spec, config.task, s.mean, generation=s.generation, **provenance, **extra
         )
+        return save_genome(genome, out / name)
 
     backend = make_backend(config, ray_address)
     started, generations_done = time.perf_counter(), 0
     try:
         while state.generation < config.generations:
             t0 = time.perf_counter()
-            results = backend.run(state, pair_jobs(config, state.generation))
+            results = backend.run(es.population(state), pair_jobs(config, state.generation))
             fitness = np.array([r.fitness for r in results])
             state = es.tell(state, fitness)
             record: dict[str, Any] = {
@@ -137,50 +159,28 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                 "lr": state.lr,
                 "sigma": state.sigma,
             }
+            steps = record["env_steps"]
             if state.generation % config.validate_every == 0 or state.generation == config.generations:
-                record.update(_validate(backend, state, config))
-                score = record["train_score"]
-                if best["score"] is None or score > best["score"]:
-                    best = {"score": score, "generation": state.generation}
-                    save_genome(genome_of(state, fitness=score, fitness_kind="train_score"), out / "best.npz")
+                fields, validation_steps = validate(backend, es.population(state), config)
+                record.update(fields)
+                steps += validation_steps
+                if best["score"] is None or record["train_score"] > best["score"]:
+                    best = {"score": record["train_score"], "generation": state.generation}
+                    save(state, "best.npz", fitness=best["score"], fitness_kind="mean genome, train bodies")
             seconds = time.perf_counter() - t0
-            record.update(seconds=seconds, env_steps_per_s=record["env_steps"] / seconds)
-            save_genome(genome_of(state, fitness=record["mean"]), out / "latest.npz")
+            record.update(seconds=seconds, env_steps_per_s=steps / seconds)
+            save(state, "latest.npz", fitness=record["mean"], fitness_kind="population mean")
             with log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
             save_checkpoint(checkpoint, state, best)
             generations_done += 1
-            _progress(
-                record,
-                state.generation,
-                config.generations,
-                (time.perf_counter() - started) / generations_done,
-            )
+            elapsed = time.perf_counter() - started
+            _progress(record, state.generation, config.generations, elapsed / generations_done)
     finally:
         backend.close()
-    final = save_genome(
-        genome_of(state, fitness=best["score"], best_generation=best["generation"]), out / "final.npz"
-    )
+    final = save(state, "final.npz", fitness=best["score"], best_generation=best["generation"])
     print(f"final genome: {final}")
     return final
-
-
-def _validate(backend: Any, state: ESState, config: Config) -> dict[str, Any]:
-    jobs = validation_jobs(config)
-    results: list[Result] = backend.run(state, jobs, config.validation_ticks)
-    n_train = len(config.train_damages)
-    train = {
-        _label(j.morphologies[0]): r.fitness for j, r in zip(jobs[:n_train], results[:n_train], strict=True)
-    }
-    held = {
-        _label(j.morphologies[0]): r.fitness for j, r in zip(jobs[n_train:], results[n_train:], strict=True)
-    }
-    return {
-        "train_score": float(np.mean(list(train.values()))),
-        "validation_score": float(np.mean(list(held.values()))) if held else None,
-        "train": train,
-        "validation": held,
-    }
 
 
 def _progress(record: dict[str, Any], generation: int, total: int, seconds_per_generation: float) -> None:
