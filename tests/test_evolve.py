@@ -1,0 +1,262 @@
+"""The evolve command end to end on the Ant: runs, genomes, configs, and exact resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.genome import load_genome
+from evolve.cli import main
+from evolve.config import Config, config_to_dict, load_config, make_config
+from evolve.fitness import pair_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "launch" / "ant_smoke.yaml")
+# Long enough per generation (~0.2 s) that a kill lands mid-run, short enough for the default test run.
+RESUMABLE = ["--set", "generations=6", "--set", "population=8", "--set", "ticks=60", "--workers", "1"]
+
+
+def evolve_process(*args: str) -> subprocess.Popen:
+    """``evolve`` in its own process group, as a terminal would run it (Ctrl-C reaches the workers too)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "evolve.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def wait_for_generations(run: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while not ((run / "log.jsonl").exists() and len(records(run)) >= count):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run did not get going"
+        time.sleep(0.01)
+
+
+def genome_vector(path: Path) -> np.ndarray:
+    return load_genome(path).to_vector()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("evolve") / "reference"
+    code, out, err = finish(evolve_process("--config", SMOKE, "--out", str(run), *RESUMABLE))
+    assert code == 0, err
+    return run
+
+
+def test_three_generation_ant_run_writes_a_loadable_genome_log_and_plot(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["--config", SMOKE, "--out", str(run), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gen    3/3" in out and "steps/s" in out and "ETA" in out
+    genome = load_genome(run / "final.npz", task="ant")
+    assert genome.kind == "hebbian" and genome.spec.rule == "ABCD_lr" and genome.spec.normalise
+    assert genome.spec.layer_sizes == (27, 128, 64, 8)
+    provenance = genome.provenance
+    assert provenance["seed"] == 0 and provenance["generation"] == 3 and provenance["code_version"]
+    assert "fitness" in provenance and "commit" in provenance
+    network = genome.build()
+    network.reset(np.random.default_rng(0))
+    assert network.tick(np.zeros(27)).shape == (8,)
+    for name in ("best.npz", "latest.npz", "checkpoint.npz", "config.yaml"):
+        assert (run / name).is_file(), name
+    log = records(run)
+    assert [r["generation"] for r in log] == [0, 1, 2]
+    # validate_every: 2 in the smoke config, and always after the last generation
+    assert [("validation_score" in r) for r in log] == [False, True, True]
+    assert set(log[1]["train"]) == {"intact", "shorten-leg:1:0.25"} and set(log[1]["validation"]) == {
+        "cut-leg:2"
+    }
+    assert main(["plot", str(run)]) == 0
+    assert (run / "curve.png").stat().st_size > 10_000
+
+
+def test_static_baseline_is_one_config_key(tmp_path):
+    run = tmp_path / "static"
+    args = ["--config", SMOKE, "--out", str(run), "--workers", "1", "--set", "genome_kind=static"]
+    assert main([*args, "--set", "generations=1"]) == 0
+    genome = load_genome(run / "final.npz")
+    assert genome.kind == "static" and not genome.coefficients
+    assert [w.shape for w in genome.weights] == [(27, 128), (128, 64), (64, 8)]
+
+
+def test_sigkill_then_resume_ends_with_the_uninterrupted_genome(tmp_path, uninterrupted):
+    run = tmp_path / "killed"
+    process = evolve_process("--config", SMOKE, "--out", str(run), *RESUMABLE)
+    wait_for_generations(run, 2, process)
+    os.killpg(process.pid, signal.SIGKILL)  # the run and its workers, mid-generation
+    process.wait()
+    assert not (run / "final.npz").exists(), "the run finished before it was killed"
+    code, out, err = finish(evolve_process("--resume", str(run)))
+    assert code == 0, err
+    assert "resuming" in out
+    assert np.array_equal(genome_vector(run / "final.npz"), genome_vector(uninterrupted / "final.npz"))
+    assert np.array_equal(genome_vector(run / "best.npz"), genome_vector(uninterrupted / "best.npz"))
+    fitness = [(r["generation"], r["best"], r["mean"], r["min"]) for r in records(run)]
+    assert fitness == [(r["generation"], r["best"], r["mean"], r["min"]) for r in records(uninterrupted)]
+
+
+def test_ctrl_c_saves_and_exits_cleanly_then_resumes(tmp_path, uninterrupted):
+    run = tmp_path / "interrupted"
+    process = evolve_process("--config", SMOKE, "--out", str(run), *RESUMABLE)
+    wait_for_generations(run, 1, process)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    code, out, err = finish(process)
+    assert code == 130, err
+    assert "Traceback" not in err and f"evolve --resume {run}" in err
+    assert (run / "checkpoint.npz").is_file() and (run / "latest.npz").is_file()
+    code, _, err = finish(evolve_process("--resume", str(run), "--workers", "2"))
+    assert code == 0, err
+    assert np.array_equal(genome_vector(run / "final.npz"), genome_vector(uninterrupted / "final.npz"))
+
+
+def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("task: ant\npopulaton: 8\n")
+    process = evolve_process("--config", str(config), "--out", str(tmp_path / "run"))
+    code, out, err = finish(process)
+    assert code == 2
+    assert err.startswith("error: unknown config key 'populaton'") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "population=5"], "config key 'population' must be an even number"),
+        (["--set", "lr=fast"], "config key 'lr' must be float, got 'fast'"),
+        (["--set", "normalise=1"], "config key 'normalise' must be true or false"),
+        (["--set", "rule=ABX"], "config key 'rule' must be one of"),
+        (["--set", "train_damages=[[cut-leg:5]]"], "config key 'train_damages': unknown leg 5"),
+        (
+            ["--set", "validation_damages=[[melt:1]]"],
+            "config key 'validation_damages': unknown damage 'melt'",
+        ),
+        (["--set", "train_damage_sample=9"], "config key 'train_damage_sample' must be between 0 and 2"),
+        (["--set", "novalue"], "must look like key=value"),
+        (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be >= 0"),
+    ],
+)
+def test_bad_values_name_the_key(args, message, tmp_path, capsys):
+    assert main(["--config", SMOKE, "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_invocations_are_one_line_errors(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: [ant\n")
+    cases = [
+        (["--config", str(tmp_path / "missing.yaml")], "not found"),
+        (["--config", str(broken)], "is not valid YAML at line"),
+        ([], "give --config"),
+        (["--resume", str(tmp_path)], "config.yaml not found"),
+        (["plot", str(tmp_path)], "log.jsonl not found"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (args, err)
+
+
+def test_resume_may_change_where_and_how_long_but_not_what(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["--config", SMOKE, "--out", str(run), "--workers", "1", "--set", "generations=1"]) == 0
+    assert main(["--config", SMOKE, "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["--resume", str(run), "--set", "sigma=0.5"]) == 2
+    assert "only backend, workers, ray_address, generations may change" in capsys.readouterr().err
+    assert main(["--resume", str(run), "--set", "generations=2", "--workers", "1"]) == 0
+    assert [r["generation"] for r in records(run)] == [0, 1]
+    assert load_genome(run / "final.npz").provenance["generation"] == 2
+
+
+def test_mirrored_pairs_share_bodies_and_seeds_and_sampling_is_deterministic():
+    config = make_config(
+        {
+            "population": 8,
+            "train_damages": [[], ["cut-leg:2"], ["cut-leg:3"], ["lock:hip_1"]],
+            "train_damage_sample": 1,
+            "train_always_intact": True,
+            "lifetimes": 2,
+        }
+    )
+    jobs = pair_jobs(config, generation=5)
+    assert [j.member for j in jobs] == list(range(8))
+    for plus, minus in zip(jobs[::2], jobs[1::2], strict=True):
+        assert (plus.morphologies, plus.seeds) == (minus.morphologies, minus.seeds)
+        assert plus.morphologies[0] == () and len(plus.morphologies) in (1, 2) and len(plus.seeds) == 2
+    assert jobs == pair_jobs(config, generation=5)
+    assert jobs != pair_jobs(config, generation=6)
+    assert len({j.seeds for j in jobs}) == 4  # every pair its own lifetimes
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "launch").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_launch_configs_are_valid_and_round_trip(path):
+    config = load_config(path)
+    assert make_config(config_to_dict(config)) == config
+
+
+def test_defaults_are_the_settings_that_learned_on_this_ant():
+    c = Config()
+    assert (c.population, c.lr, c.lr_decay, c.sigma, c.rule, c.normalise) == (
+        64,
+        0.05,
+        0.999,
+        0.1,
+        "ABCD_lr",
+        True,
+    )
+    assert (c.hidden, c.activation, c.init, c.settle_ticks) == ((128, 64), "tanh", "uniform", 40)
+
+
+def test_local_and_ray_backends_give_identical_fitness_arrays():
+    """A real local Ray cluster (started and stopped by the backend) against the process pool (~10 s)."""
+    pytest.importorskip("ray")
+    from evolve.backends import LocalBackend, RayBackend
+    from evolve.openai_es import OpenAIES
+    from evolve.run import es_params
+
+    config = load_config(SMOKE, ["population=6", "ticks=40", "workers=2"])
+    es = OpenAIES(es_params(config), config.seed)
+
+    def two_generations(backend) -> list[np.ndarray]:
+        state = es.init(np.random.default_rng(0).normal(0, 1, 60_800))  # 27-128-64-8, 5 per synapse
+        arrays = []
+        try:
+            for generation in range(2):
+                fitness = np.array(
+                    [r.fitness for r in backend.run(es.population(state), pair_jobs(config, generation))]
+                )
+                arrays.append(fitness)
+                state = es.tell(state, fitness)
+        finally:
+            backend.close()
+        return arrays
+
+    local, ray_ = two_generations(LocalBackend(config)), two_generations(RayBackend(config))
+    assert all(np.array_equal(a, b) for a, b in zip(local, ray_, strict=True))
+    assert not np.array_equal(local[0], local[1])
