@@ -1,0 +1,151 @@
+"""Regenerate the Ant damage table and figures of docs/results.md.
+
+    python docs/results.py [--hebbian ant] [--static ant-static] [--lifetimes 20] [--workers 2]
+
+Each cell is ``controller evaluate GENOME --sim ant --damage SPEC --lifetimes 20`` (1000 ticks after
+40 settle ticks, fresh random initial weights and seed per lifetime); the lifetimes run in parallel.
+Writes docs/results_table.md, docs/fig_midrun_cut.png and docs/fig_weight_pca.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+import sim
+from controller.genome import load_genome
+from controller.loop import run_lifetime
+
+DOCS = Path(__file__).parent
+TICKS, SETTLE = 1000, 40
+MIDRUN_CUT = "cut-leg:2@17"  # 17 s after reset = 40 settle ticks + 300 ticks of walking
+ROWS: list[tuple[str, tuple[str, ...]]] = [
+    ("intact", ()),
+    *[(f"cut leg {n}", (f"cut-leg:{n}",)) for n in (1, 2, 3, 4)],
+    *[(f"leg {n} shortened to 25%", (f"shorten-leg:{n}:0.25",)) for n in (1, 2, 3, 4)],
+    ("ankle_1 locked", ("lock:ankle_1",)),
+    ("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
+    ("leg 2 cut at tick 300", (MIDRUN_CUT,)),
+]
+
+
+def _lifetime(job: tuple[str, tuple[str, ...], int]) -> tuple[float, bool, int | None]:
+    genome, damages, seed = job
+    network = load_genome(genome, task="ant").build()
+    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=SETTLE)
+    return life.distance, life.terminated, life.recovery_ticks()
+
+
+def _training_damages(config: Path) -> set[str]:
+    """Damage specs the genome was evolved on (from its launch config)."""
+    return {spec for body in yaml.safe_load(config.read_text())["train_damages"] for spec in body}
+
+
+def table(genomes: dict[str, str], lifetimes: int, workers: int) -> str:
+    jobs = [(g, d, seed) for _, d in ROWS for g in genomes.values() for seed in range(lifetimes)]
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_lifetime, jobs, chunksize=4))
+    seen = _training_damages(DOCS.parent / "launch" / "ant.yaml")
+    header = (
+        "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
+        "Hebbian fell | Hebbian median recovery (ticks) |\n|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r, (label, damages) in enumerate(ROWS):
+        cells = {}
+        for g, name in enumerate(genomes):
+            start = (r * len(genomes) + g) * lifetimes
+            cells[name] = results[start : start + lifetimes]
+        hebb = np.array([d for d, _, _ in cells["Hebbian"]])
+        stat = np.array([d for d, _, _ in cells["static"]])
+        spread = max(hebb.std(), stat.std())
+        better = (
+            "yes"
+            if hebb.mean() - stat.mean() > spread
+            else ("no (static better)" if stat.mean() - hebb.mean() > spread else "no (within spread)")
+        )
+        recoveries = [t for _, _, t in cells["Hebbian"] if t is not None]
+        recovery = (
+            f"{np.median(recoveries):.0f} ({len(recoveries)}/{lifetimes} recovered)" if recoveries else "-"
+        )
+        fell = sum(f for _, f, _ in cells["Hebbian"])
+        trained = "yes" if set(damages) <= seen or not damages else "no (held out)"
+        lines.append(
+            f"| {label} | {trained} | {hebb.mean():.1f} ± {hebb.std():.1f} | "
+            f"{stat.mean():.1f} ± {stat.std():.1f} | {better} | {fell}/{lifetimes} | {recovery} |"
+        )
+    return header + "\n".join(lines) + "\n"
+
+
+def _speeds(genome: str, seed: int, damages: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    network = load_genome(genome, task="ant").build()
+    weights: list[np.ndarray] = []
+
+    def record(tick: int, *_: object) -> None:
+        if tick % 5 == 0:
+            weights.append(np.concatenate([w.ravel() for w in network.weights]))
+
+    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=SETTLE, on_tick=record)
+    return np.asarray(life.speeds), weights
+
+
+def figures(genomes: dict[str, str], lifetimes: int) -> None:
+    """Speed around a mid-run cut (Hebbian vs static), and the weights' path in PCA space."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dt, window = 0.05, 20
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, genome in genomes.items():
+        runs = [_speeds(genome, seed, (MIDRUN_CUT,))[0] for seed in range(lifetimes)]
+        runs = [np.pad(r, (0, TICKS - r.size)) for r in runs]
+        smooth = np.convolve(np.mean(runs, axis=0), np.ones(window) / window, mode="valid")
+        ax.plot((np.arange(smooth.size) + window - 1) * dt, smooth, label=f"{name} (mean of {lifetimes})")
+    ax.axvline(300 * dt, color="C3", ls="--", label="leg 2 cut (tick 300)")
+    ax.set_xlabel("time since control started (s)")
+    ax.set_ylabel("forward speed, 1 s average (m/s)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(DOCS / "fig_midrun_cut.png", dpi=120)
+
+    paths = {
+        label: _speeds(genomes["Hebbian"], 0, damages)[1]
+        for label, damages in (("intact", ()), ("leg 2 cut", ("cut-leg:2",)))
+    }
+    stacked = np.concatenate([np.asarray(p) for p in paths.values()])
+    centred = stacked - stacked.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for label, path in paths.items():
+        xy = (np.asarray(path) - stacked.mean(axis=0)) @ axes[:2].T
+        ax.plot(xy[:, 0], xy[:, 1], lw=0.8, label=label)
+        ax.plot(*xy[0], "ko")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title("Hebbian weights over one lifetime (dot: random start)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(DOCS / "fig_weight_pca.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hebbian", default="ant")
+    parser.add_argument("--static", default="ant-static")
+    parser.add_argument("--lifetimes", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    text = table({"Hebbian": args.hebbian, "static": args.static}, args.lifetimes, args.workers)
+    (DOCS / "results_table.md").write_text(text)
+    print(text)
+    figures({"Hebbian": args.hebbian, "static": args.static}, min(args.lifetimes, 5))
+
+
+if __name__ == "__main__":
+    main()
