@@ -22,10 +22,20 @@ if TYPE_CHECKING:  # the loop drives any gymnasium env but must not import gymna
 
 @dataclass(frozen=True)
 class EarlyStop:
-    """The paper's rule: after ``after`` ticks, ``patience`` ticks in a row without progress end it."""
+    """The paper's rule: after ``after`` ticks, ``patience`` ticks in a row without progress end it.
+
+    Progress is what the task scores (``env.unwrapped.fitness``): a new best ``info["x_distance"]``
+    for a walker, a non-negative step reward for a reward task (CarRacing).
+    """
 
     after: int = 200
     patience: int = 30
+
+    @classmethod
+    def of(cls, env: gymnasium.Env) -> EarlyStop:
+        """The paper's rule for this task, as the environment declares it (``early_stop``)."""
+        after, patience = env.unwrapped.early_stop
+        return cls(after, patience)
 
 
 @dataclass
@@ -33,6 +43,8 @@ class Lifetime:
     """What happened in one lifetime."""
 
     distance: float = 0.0  # m of torso x displacement since control started
+    reward: float = 0.0  # summed step rewards since control started
+    fitness: float = 0.0  # what the task scores: the distance or the reward (env.unwrapped.fitness)
     ticks: int = 0
     terminated: bool = False
     early_stopped: bool = False
@@ -76,6 +88,7 @@ def run_lifetime(
 
     ``seed`` fixes both the environment's reset and the network's initial weights.
     """
+    by_reward = env.unwrapped.fitness == "reward"
     network.reset(np.random.default_rng([seed, 1]))
     obs, info = env.reset(seed=seed)
     dt = float(env.unwrapped.dt)
@@ -91,7 +104,8 @@ def run_lifetime(
         t0 = time.perf_counter()
         action = network.tick(obs)
         life.compute_s.append(time.perf_counter() - t0)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        life.reward += float(reward)
         life.speeds.append((info["x_distance"] - x) / dt)
         x = info["x_distance"]
         life.ticks = tick + 1
@@ -110,10 +124,11 @@ def run_lifetime(
             life.terminated = bool(terminated)
             break
         if early_stop is not None:
-            stalled = stalled + 1 if x <= best_x else 0
+            stalled = stalled + 1 if (reward < 0 if by_reward else x <= best_x) else 0
             best_x = max(best_x, x)
             if tick >= early_stop.after and stalled >= early_stop.patience:
                 life.early_stopped = True
                 break
     life.distance = float(x - start_x)
+    life.fitness = life.reward if by_reward else life.distance
     return life

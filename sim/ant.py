@@ -4,18 +4,8 @@ Built from gymnasium's Ant model through ``mujoco.MjSpec``: actuators are put in
 lower segments are named ``lower_leg_N``, and damage edits the spec and recompiles with the
 simulation state kept (:meth:`AntEnv.damage_body`), so a leg can be cut at any tick.
 
-Legs (the Ant walks towards +x, +y is its left):
-
-====  ===========  =================  ==========================
-leg   position     joints             lower segment
-====  ===========  =================  ==========================
-1     front-left   hip_1, ankle_1     lower_leg_1 (+x, +y)
-2     back-left    hip_2, ankle_2     lower_leg_2 (-x, +y)
-3     back-right   hip_3, ankle_3     lower_leg_3 (-x, -y)
-4     front-right  hip_4, ankle_4     lower_leg_4 (+x, -y)
-====  ===========  =================  ==========================
-
-(The model's body names say front/back differently; the table follows where each leg points.)
+Legs and joints as in :mod:`sim.quadruped` (1 front-left, 2 back-left, 3 back-right, 4 front-right);
+leg N's lower segment is the body ``lower_leg_N``.
 
 Observation (27 values): [0] torso height z (m); [1:5] torso orientation quaternion (w, x, y, z);
 [5:13] joint angles (rad) hip_1, ankle_1, ..., hip_4, ankle_4; [13:16] 0.1 x torso linear velocity
@@ -39,8 +29,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-LEGS = {1: "front-left", 2: "back-left", 3: "back-right", 4: "front-right"}
-JOINTS = tuple(f"{part}_{leg}" for leg in LEGS for part in ("hip", "ankle"))
+from sim.quadruped import JOINTS, LEGS, Quadruped
+
 GEAR = 150.0
 INIT_QPOS = (0.0, 0.0, 0.75, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0)
 VELOCITY_SCALE = 0.1
@@ -76,7 +66,7 @@ def leg_geom(leg: int) -> str:
     return f"lower_leg_{leg}_geom"
 
 
-class AntEnv(gymnasium.Env):
+class AntEnv(Quadruped):
     """The Ant with a damage-able body. Damage is undone by :meth:`reset`."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -127,10 +117,6 @@ class AntEnv(gymnasium.Env):
         self._index()
 
     # --- damage (the vocabulary every simulated robot offers; see sim.damage) ---------------------
-    legs = tuple(LEGS)
-    leg_names = LEGS
-    joints = JOINTS
-
     def cut_leg(self, leg: int) -> None:
         """The lower segment is gone: it touches nothing, weighs (almost) nothing, is not drawn."""
 

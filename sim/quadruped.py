@@ -1,0 +1,43 @@
+"""What every simulated quadruped shares, whichever simulator runs it: legs, joints, scoring.
+
+One leg table and one joint order serve the MuJoCo Ant (``sim.ant``) and the PyBullet Ant
+(``sim.ant_bullet``), so a damage spec, a log column or an action index means the same body part on
+both. Every quadruped implements the damage vocabulary that :mod:`sim.damage` drives:
+``cut_leg(leg)``, ``shorten_leg(leg, fraction)``, ``lock_joint(joint)``, ``weaken_joint(joint,
+fraction)``, keeps the active specs in ``damage`` and reports ``info["x_distance"]``.
+
+Legs (the Ant walks towards +x, +y is its left):
+
+====  ===========  =================
+leg   position     joints
+====  ===========  =================
+1     front-left   hip_1, ankle_1
+2     back-left    hip_2, ankle_2
+3     back-right   hip_3, ankle_3
+4     front-right  hip_4, ankle_4
+====  ===========  =================
+
+(The model files' body names say front/back differently; the table follows where each leg points.)
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+LEGS = {1: "front-left", 2: "back-left", 3: "back-right", 4: "front-right"}
+JOINTS = tuple(f"{part}_{leg}" for leg in LEGS for part in ("hip", "ankle"))
+
+
+class Quadruped(gymnasium.Env):
+    """Base of the simulated quadrupeds: the leg table, and how the paper scores a lifetime.
+
+    ``fitness`` names what evolution maximises ("distance": ``info["x_distance"]`` gained, m);
+    ``early_stop`` is the paper's (after, patience): past ``after`` ticks, ``patience`` ticks in a
+    row without a new best distance end the lifetime (read by ``controller.loop.EarlyStop.of``).
+    """
+
+    legs = tuple(LEGS)
+    leg_names = LEGS
+    joints = JOINTS
+    fitness = "distance"
+    early_stop = (200, 30)
