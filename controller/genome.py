@@ -8,6 +8,8 @@ one JSON metadata string and float32 arrays:
 - ``coefficients_K`` (hebbian): layer K's per-synapse rule coefficients, shape (n_in, n_out, k).
 - ``weights_K``: layer K's weights, shape (n_in, n_out): the static network's weights, or a
   Hebbian genome's co-evolved initial weights (``init: coevolve``).
+- ``frontend_K`` (a network with a pixel front end, e.g. CarRacing's CNN): conv layer K's evolved
+  kernels, shape (out channels, in channels, kh, kw), fixed for life.
 
 Loading checks every field and says exactly what is wrong.
 """
@@ -55,6 +57,7 @@ class Genome:
     coefficients: list[np.ndarray] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    frontend: list[np.ndarray] = field(default_factory=list)
 
     @property
     def obs_size(self) -> int:
@@ -71,9 +74,11 @@ class Genome:
     def build(self, backend: str = "auto") -> FeedForward:
         """The network this genome describes, ready for ``reset(rng)``."""
         if self.kind == "static":
-            return StaticNetwork(self.spec, self.weights, backend)
+            return StaticNetwork(self.spec, self.weights, backend, self.frontend)
         initial = self.weights if self.coevolved else None
-        return HebbianNetwork(self.spec, self.coefficients, backend, initial_weights=initial)
+        return HebbianNetwork(
+            self.spec, self.coefficients, backend, initial_weights=initial, frontend_kernels=self.frontend
+        )
 
     # --- flat parameter vectors, for the evolution strategy -------------------------------
     @staticmethod
@@ -85,6 +90,7 @@ class Genome:
             shapes += [(f"coefficients_{i}", (a, b, k)) for i, (a, b) in enumerate(spec.layer_shapes)]
         if kind == "static" or spec.init == COEVOLVE:
             shapes += [(f"weights_{i}", (a, b)) for i, (a, b) in enumerate(spec.layer_shapes)]
+        shapes += [(f"frontend_{i}", shape) for i, shape in enumerate(spec.frontend_shapes)]
         return shapes
 
     @classmethod
@@ -100,16 +106,19 @@ class Genome:
         expected = cls.parameter_count(kind, spec)
         if vector.shape != (expected,):
             raise ValueError(f"a {kind} genome of this spec has {expected} parameters, got {vector.shape}")
-        arrays: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": []}
+        arrays: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": [], "frontend": []}
         start = 0
         for name, shape in cls.array_shapes(kind, spec):
             size = int(np.prod(shape))
             arrays[name.split("_")[0]].append(vector[start : start + size].reshape(shape).copy())
             start += size
-        return cls(kind, spec, task, arrays["coefficients"], arrays["weights"], dict(provenance))
+        return cls(
+            kind, spec, task, arrays["coefficients"], arrays["weights"], dict(provenance), arrays["frontend"]
+        )
 
     def to_vector(self) -> np.ndarray:
-        return np.concatenate([a.reshape(-1) for a in self.coefficients + self.weights]).astype(np.float32)
+        arrays = self.coefficients + self.weights + self.frontend
+        return np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float32)
 
     # --- files ------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -121,6 +130,7 @@ class Genome:
             "activations": list(self.spec.activations),
             "init": self.spec.init,
             "normalise": self.spec.normalise,
+            "frontend": self.spec.frontend,
             "task": self.task,
             "obs_size": self.obs_size,
             "action_size": self.action_size,
@@ -133,6 +143,7 @@ def save_genome(genome: Genome, path: str | os.PathLike) -> Path:
     arrays = {
         **{f"coefficients_{i}": c.astype(np.float32) for i, c in enumerate(genome.coefficients)},
         **{f"weights_{i}": w.astype(np.float32) for i, w in enumerate(genome.weights)},
+        **{f"frontend_{i}": k.astype(np.float32) for i, k in enumerate(genome.frontend)},
     }
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(genome.metadata())), **arrays)
@@ -143,6 +154,8 @@ SHIPPED = {
     "ant": "ant_hebbian.npz",
     "ant-hebbian": "ant_hebbian.npz",
     "ant-static": "ant_static.npz",
+    "ant-bullet": "ant_bullet_hebbian.npz",
+    "carracing": "carracing_hebbian.npz",
 }
 
 
@@ -195,13 +208,14 @@ def load_genome(
             rule=meta["rule"] or "ABCD_lr",
             init=meta["init"],
             normalise=bool(meta["normalise"]),
+            frontend=meta.get("frontend"),  # absent in files written before front ends existed
         )
         genome_task = str(meta["task"])
     except UserError:
         raise
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise _fail(name, f"malformed metadata ({exc})") from None
-    loaded: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": []}
+    loaded: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": [], "frontend": []}
     for key, shape in Genome.array_shapes(kind, spec):
         if key not in arrays:
             raise _fail(name, f"missing array {key!r}")
@@ -229,4 +243,12 @@ def load_genome(
                 f"genome {name} expects {label} size {have} but the robot gives {want}; "
                 "use a genome evolved for this robot"
             )
-    return Genome(kind, spec, genome_task, loaded["coefficients"], loaded["weights"], meta["provenance"])
+    return Genome(
+        kind,
+        spec,
+        genome_task,
+        loaded["coefficients"],
+        loaded["weights"],
+        meta["provenance"],
+        loaded["frontend"],
+    )

@@ -5,17 +5,21 @@ Hebbian kind, changes its own weights after every forward pass. Each lifetime st
 weights (:meth:`HebbianNetwork.reset`); only the per-synapse rule coefficients are inherited.
 
 Weights are stored input-major, ``W[i, j]`` from input ``i`` to output ``j`` (the reference code's
-synapse order), as float32. Two backends share one state layout: ``numpy`` (the tested reference,
-always available) and ``numba`` (one fused compiled call per tick: forward and update together).
+synapse order), as float32. A network that sees pixels has a fixed convolutional front end
+(:mod:`controller.conv`) before its first plastic layer.
+Two backends share one state layout: ``numpy`` (the tested reference, always available) and
+``numba`` (one fused compiled call per tick: forward and update together).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from controller.conv import ConvFrontEnd, frontend_for, get_frontend
 from controller.rules import effective_coefficients, get_rule
 
 ACTIVATIONS = ("tanh", "linear")
@@ -79,13 +83,15 @@ INITS = {
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """What a network is, as data: layer sizes, activations, rule, initial weights, normalisation."""
+    """What a network is, as data: layer sizes, activations, rule, initial weights, normalisation,
+    and the fixed front end (``frontend``, a :data:`controller.conv.FRONTENDS` name) for pixels."""
 
     layer_sizes: tuple[int, ...]
     activations: tuple[str, ...]
     rule: str = "ABCD_lr"
     init: str = "uniform"
     normalise: bool = False
+    frontend: str | None = None
 
     def __post_init__(self) -> None:
         sizes = tuple(int(n) for n in self.layer_sizes)
@@ -104,6 +110,11 @@ class NetworkSpec:
         if self.init not in (*INITS, "coevolve"):
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or coevolve")
         get_rule(self.rule)
+        if self.frontend is not None and get_frontend(self.frontend).output_size != sizes[0]:
+            raise ValueError(
+                f"front end {self.frontend} gives {get_frontend(self.frontend).output_size} features, "
+                f"the first layer takes {sizes[0]}"
+            )
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -115,12 +126,44 @@ class NetworkSpec:
         return sum(a * b for a, b in self.layer_shapes)
 
     @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation: the front end's input, or a vector."""
+        return get_frontend(self.frontend).input_shape if self.frontend else (self.layer_sizes[0],)
+
+    @property
     def obs_size(self) -> int:
-        return self.layer_sizes[0]
+        return int(np.prod(self.obs_shape))
+
+    @property
+    def frontend_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of the front end's conv kernels (none without a front end)."""
+        return list(get_frontend(self.frontend).kernels) if self.frontend else []
 
     @property
     def action_size(self) -> int:
         return self.layer_sizes[-1]
+
+
+def task_spec(
+    observation_space: Any,
+    action_space: Any,
+    hidden: Sequence[int],
+    *,
+    activation: str = "tanh",
+    rule: str = "ABCD_lr",
+    init: str = "uniform",
+    normalise: bool = False,
+) -> NetworkSpec:
+    """The network for a task's (gymnasium Box) spaces: the front end that takes its observation
+    (the paper's CNN for 3x84x84 pixels), the hidden layers, and an output squashed by
+    ``activation`` into a bounded action space, or linear for an unbounded one: such a task squashes
+    the raw outputs itself (CarRacing), and the plastic update sees them raw, as in the paper."""
+    frontend = frontend_for(observation_space.shape)
+    first = get_frontend(frontend).output_size if frontend else observation_space.shape[0]
+    sizes = (first, *hidden, action_space.shape[0])
+    raw = not np.all(np.isfinite(action_space.high))
+    activations = (activation,) * (len(sizes) - 2) + ("linear" if raw else activation,)
+    return NetworkSpec(sizes, activations, rule, init, normalise, frontend)
 
 
 def numba_available() -> bool:
@@ -149,9 +192,12 @@ class FeedForward:
     preallocated): the Hebbian update needs exactly these pre- and post-synaptic values.
     """
 
-    def __init__(self, spec: NetworkSpec, backend: str = "auto") -> None:
+    def __init__(
+        self, spec: NetworkSpec, backend: str = "auto", frontend_kernels: Sequence[np.ndarray] = ()
+    ) -> None:
         self.spec = spec
         self.backend = resolve_backend(backend)
+        self.frontend = ConvFrontEnd(get_frontend(spec.frontend), frontend_kernels) if spec.frontend else None
         sizes = spec.layer_sizes
         offsets = np.concatenate([[0], np.cumsum([a * b for a, b in spec.layer_shapes])])
         self._flat_weights = np.zeros(int(offsets[-1]), dtype=np.float32)
@@ -178,11 +224,9 @@ class FeedForward:
 
     def _load_obs(self, obs: np.ndarray) -> None:
         obs = np.asarray(obs)
-        if obs.shape != (self.spec.obs_size,):
-            raise ValueError(
-                f"observation has shape {obs.shape}, the network expects ({self.spec.obs_size},)"
-            )
-        self.activations[0][...] = obs
+        if obs.shape != self.spec.obs_shape:
+            raise ValueError(f"observation has shape {obs.shape}, the network expects {self.spec.obs_shape}")
+        self.activations[0][...] = obs if self.frontend is None else self.frontend(obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Forward pass: the action for this observation (a fresh float32 array)."""
@@ -211,8 +255,14 @@ class FeedForward:
 class StaticNetwork(FeedForward):
     """The baseline: evolved weights, fixed for life (no plasticity)."""
 
-    def __init__(self, spec: NetworkSpec, weights: Sequence[np.ndarray], backend: str = "auto"):
-        super().__init__(spec, backend)
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        weights: Sequence[np.ndarray],
+        backend: str = "auto",
+        frontend_kernels: Sequence[np.ndarray] = (),
+    ):
+        super().__init__(spec, backend, frontend_kernels)
         self.set_weights(weights)
 
 
@@ -225,8 +275,9 @@ class HebbianNetwork(FeedForward):
         coefficients: Sequence[np.ndarray],
         backend: str = "auto",
         initial_weights: Sequence[np.ndarray] | None = None,
+        frontend_kernels: Sequence[np.ndarray] = (),
     ) -> None:
-        super().__init__(spec, backend)
+        super().__init__(spec, backend, frontend_kernels)
         rule = get_rule(spec.rule)
         if len(coefficients) != len(self.weights):
             raise ValueError(f"{len(self.weights)} layers need {len(self.weights)} coefficient arrays")

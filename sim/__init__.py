@@ -18,6 +18,8 @@ __all__ = ["TASKS", "SpecError", "make"]
 # task id -> gymnasium id, "module:class" of the environment
 TASKS: dict[str, tuple[str, str]] = {
     "ant": ("HebbianQuadruped/Ant-v0", "sim.ant:AntEnv"),
+    "ant-bullet": ("HebbianQuadruped/AntBullet-v0", "sim.ant_bullet:AntBulletEnv"),
+    "carracing": ("HebbianQuadruped/CarRacing-v0", "sim.carracing:CarRacingEnv"),
 }
 
 
@@ -34,12 +36,17 @@ def make(task: str, damages: Sequence[str] = (), seed: int | None = None, **kwar
     """Build a task's environment with its damage wrappers.
 
     ``seed``, when given, seeds the first reset's generator (pass it to ``reset`` as well to be explicit).
-    Raises :class:`SpecError` for an unknown task or a damage that does not fit the robot.
+    Raises :class:`SpecError` for an unknown task, a task whose optional simulator is not installed,
+    or a damage that does not fit the robot.
     """
     if task not in TASKS:
         raise SpecError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     module, cls = TASKS[task][1].split(":")
-    env = getattr(import_module(module), cls)(**kwargs)
+    try:
+        env_class = getattr(import_module(module), cls)
+    except ImportError as exc:
+        raise SpecError(f"task {task!r}: {exc}") from None
+    env = env_class(**kwargs)
     if seed is not None:
         env.reset(seed=seed)
     return apply_damage(env, damages)
