@@ -1,4 +1,4 @@
-"""The paper's fitness: distance walked, averaged over morphologies and lifetimes.
+"""The paper's fitness: distance walked (CarRacing: reward), averaged over morphologies and lifetimes.
 
 A :class:`Job` names what to evaluate (an ES member rebuilt from its seed, or the mean itself), on
 which damaged bodies and with which lifetime seeds. An :class:`Evaluator` lives in a worker and keeps
@@ -15,7 +15,7 @@ import numpy as np
 import sim
 from controller.genome import Genome
 from controller.loop import EarlyStop, run_lifetime
-from controller.network import NetworkSpec
+from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
 from evolve.openai_es import Population
 from sim.damage import SpecError
@@ -30,15 +30,23 @@ class Job:
 
 @dataclass(frozen=True)
 class Result:
-    fitness: float  # mean distance walked (m) over the job's bodies and lifetimes
+    fitness: float  # mean task fitness over the job's bodies and lifetimes: m walked, or reward
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)
 
 
-def network_spec(config: Config, obs_size: int, action_size: int) -> NetworkSpec:
-    sizes = (obs_size, *config.hidden, action_size)
-    return NetworkSpec(
-        sizes, (config.activation,) * (len(sizes) - 1), config.rule, config.init, config.normalise
+def network_spec(
+    config: Config, observation_space: gymnasium.spaces.Box, action_space: gymnasium.spaces.Box
+) -> NetworkSpec:
+    """The configured network for the task's spaces (with CarRacing's CNN front end for pixels)."""
+    return task_spec(
+        observation_space,
+        action_space,
+        config.hidden,
+        activation=config.activation,
+        rule=config.rule,
+        init=config.init,
+        normalise=config.normalise,
     )
 
 
@@ -59,10 +67,12 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
     return bodies
 
 
-def task_sizes(bodies: dict[tuple[str, ...], gymnasium.Env]) -> tuple[int, int]:
-    """Observation and action sizes of the robot (damage never changes them)."""
+def task_sizes(
+    bodies: dict[tuple[str, ...], gymnasium.Env],
+) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
+    """Observation and action spaces of the robot (damage never changes them): shapes and bounds."""
     env = bodies[()]
-    return env.observation_space.shape[0], env.action_space.shape[0]
+    return env.observation_space, env.action_space
 
 
 def derive_seed(*words: int) -> int:
@@ -94,7 +104,7 @@ class Evaluator:
         self.config = config
         self._envs = make_bodies(config)
         self.spec = network_spec(config, *task_sizes(self._envs))
-        self._early_stop = EarlyStop() if config.early_stop else None
+        self._early_stop = EarlyStop.of(self._envs[()]) if config.early_stop else None
 
     def run(self, population: Population, jobs: list[Job], ticks: int | None = None) -> list[Result]:
         return [self.run_job(population, job, ticks or self.config.ticks) for job in jobs]
@@ -110,7 +120,7 @@ class Evaluator:
                 life = run_lifetime(
                     network, env, ticks, seed, settle_ticks=c.settle_ticks, early_stop=self._early_stop
                 )
-                distances.append(life.distance)
+                distances.append(life.fitness)
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
         return Result(float(np.mean(distances)), steps, fell)
