@@ -42,8 +42,13 @@ def _run_chunk(args: tuple[Population, list[Job], int | None]) -> list[Result]:
     return _worker.run(population, jobs, ticks)
 
 
-def _chunks(jobs: Sequence[Job], count: int) -> list[list[Job]]:
-    size = max(1, -(-len(jobs) // count))
+# Chunks per worker: several, so lifetimes that stop early balance ones that run to the end (the
+# generation waits for its slowest worker), few enough that the population is pickled rarely.
+CHUNKS_PER_WORKER = 8
+
+
+def _chunks(jobs: Sequence[Job], workers: int) -> list[list[Job]]:
+    size = max(1, -(-len(jobs) // (CHUNKS_PER_WORKER * workers)))
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
@@ -60,8 +65,7 @@ class LocalBackend:
         self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(config,))
 
     def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
-        # A few chunks per worker balance lifetimes that stop early against ones that run to the end.
-        chunks = _chunks(jobs, 4 * self.workers)
+        chunks = _chunks(jobs, self.workers)
         results = self._pool.imap(_run_chunk, [(population, c, ticks) for c in chunks])
         return [r for chunk in results for r in chunk]
 
@@ -74,7 +78,8 @@ class RayBackend:
     """Ray actors, one per worker CPU, each holding an :class:`Evaluator`.
 
     With no address a local Ray cluster is started (and stopped by :meth:`close`); with one, the
-    run joins that cluster. Workers import this project from the driver's ``sys.path``.
+    run joins that cluster ("auto": the one ``ray start`` began on this machine). Workers get the
+    driver's ``sys.path``; on a cluster of several machines install this project on every node.
     """
 
     def __init__(self, config: Config, address: str | None = None) -> None:
@@ -89,7 +94,13 @@ class RayBackend:
             path = os.pathsep.join(p for p in sys.path if p)
             runtime_env = {"env_vars": {"PYTHONPATH": path}}
             if address:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+                try:
+                    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+                except ConnectionError as exc:
+                    raise ConfigError(
+                        f"cannot join the Ray cluster at {address} ({exc}); is it running, and does it "
+                        "need its token (RAY_AUTH_TOKEN)? 'auto' joins the cluster started on this machine"
+                    ) from None
             else:
                 ray.init(
                     num_cpus=worker_count(config),
@@ -102,14 +113,13 @@ class RayBackend:
         self._actors = [actor.remote(config) for _ in range(self.workers)]
 
     def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
-        ray = self._ray
-        population_ref = ray.put(population)
-        chunks = _chunks(jobs, 4 * self.workers)
-        futures = [
-            self._actors[i % self.workers].run.remote(population_ref, chunk, ticks)
-            for i, chunk in enumerate(chunks)
-        ]
-        return [r for chunk in ray.get(futures) for r in chunk]
+        from ray.util import ActorPool
+
+        population_ref = self._ray.put(population)
+        results = ActorPool(self._actors).map(  # in order; each chunk to the next idle actor
+            lambda actor, chunk: actor.run.remote(population_ref, chunk, ticks), _chunks(jobs, self.workers)
+        )
+        return [r for chunk in results for r in chunk]
 
     def close(self) -> None:
         for actor in self._actors:

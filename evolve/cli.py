@@ -115,7 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
     parser.add_argument("--backend", choices=("local", "ray"), help="where fitness is evaluated")
     parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    parser.add_argument("--ray-address", help="address of a running Ray cluster (default: start one locally)")
+    parser.add_argument(
+        "--ray-address",
+        help="join a running Ray cluster ('auto': the one on this machine); implies --backend ray",
+    )
     return parser
 
 

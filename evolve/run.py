@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from controller.files import atomic_write
 from controller.genome import Genome, save_genome
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, make_config
-from evolve.fitness import Job, derive_seed, make_bodies, network_spec, pair_jobs, task_sizes
+from evolve.fitness import Job, Result, derive_seed, make_bodies, network_spec, pair_jobs, task_sizes
 from evolve.openai_es import ESParams, ESState, OpenAIES, Population
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
@@ -59,6 +63,16 @@ def load_checkpoint(path: Path) -> tuple[ESState, dict[str, Any]]:
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot resume: checkpoint {path} is unreadable ({exc}); start anew") from None
     return state, meta["best"]
+
+
+def population_stats(fitness: np.ndarray, results: list[Result]) -> dict[str, Any]:
+    return {
+        "best": float(fitness.max()),
+        "mean": float(fitness.mean()),
+        "min": float(fitness.min()),
+        "fell": sum(r.fell for r in results),
+        "env_steps": sum(r.env_steps for r in results),
+    }
 
 
 def validation_jobs(config: Config, generation: int) -> list[Job]:
@@ -105,6 +119,24 @@ def code_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM while a generation is being saved takes effect once all of it is saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise KeyboardInterrupt
+
+
 def _truncate_log(path: Path, generation: int) -> None:
     """Drop log lines of generations the checkpoint does not hold (a killed run's last one)."""
     if not path.exists():
@@ -148,17 +180,9 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             t0 = time.perf_counter()
             results = backend.run(es.population(state), pair_jobs(config, state.generation))
             fitness = np.array([r.fitness for r in results])
+            record = {"generation": state.generation, **population_stats(fitness, results)}
             state = es.tell(state, fitness)
-            record: dict[str, Any] = {
-                "generation": state.generation - 1,
-                "best": float(fitness.max()),
-                "mean": float(fitness.mean()),
-                "min": float(fitness.min()),
-                "fell": int(sum(r.fell for r in results)),
-                "env_steps": int(sum(r.env_steps for r in results)),
-                "lr": state.lr,
-                "sigma": state.sigma,
-            }
+            record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
             if state.generation % config.validate_every == 0 or state.generation == config.generations:
                 fields, validation_steps = validate(backend, es.population(state), config)
@@ -166,13 +190,15 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                 steps += validation_steps
                 if best["score"] is None or record["train_score"] > best["score"]:
                     best = {"score": record["train_score"], "generation": state.generation}
-                    save(state, "best.npz", fitness=best["score"], fitness_kind="mean genome, train bodies")
             seconds = time.perf_counter() - t0
             record.update(seconds=seconds, env_steps_per_s=steps / seconds)
-            save(state, "latest.npz", fitness=record["mean"], fitness_kind="population mean")
-            with log_path.open("a") as log:
-                log.write(json.dumps(record) + "\n")
-            save_checkpoint(checkpoint, state, best)
+            with interrupts_deferred():
+                if best["generation"] == state.generation:
+                    save(state, "best.npz", fitness=best["score"], fitness_kind="mean genome, train bodies")
+                save(state, "latest.npz", fitness=record["mean"], fitness_kind="population mean")
+                with log_path.open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+                save_checkpoint(checkpoint, state, best)
             generations_done += 1
             elapsed = time.perf_counter() - started
             _progress(record, state.generation, config.generations, elapsed / generations_done)
