@@ -1,9 +1,10 @@
 """The ``controller`` command: run, evaluate and inspect Hebbian controllers.
 
-controller --sim ant [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N] [--seed S]
-           [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numpy|numba]
+controller --sim ant|ant-bullet|carracing [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
+           [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numpy|numba]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
+controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sim", metavar="TASK", help="simulated task to run (ant)")
+    parser.add_argument(
+        "--sim",
+        metavar="TASK",
+        help="simulated task: ant (MuJoCo), ant-bullet (PyBullet), carracing (pixels)",
+    )
     parser.add_argument("--cut-leg", metavar="N", action="append", default=[], help=f"cut leg N; {LEG_HELP}")
     parser.add_argument("--damage", metavar="SPEC", action="append", default=[], help=DAMAGE_HELP)
     parser.add_argument("--steps", type=int, default=1000, help="control ticks per lifetime (default 1000)")
@@ -61,11 +66,11 @@ def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
     if args.sim is None:
         raise UserError("no robot given: add --sim ant (or --serial PORT for a real robot)")
     env = sim.make(args.sim, _damages(args), **kwargs)
-    obs_size = env.observation_space.shape[0]
-    if obs_size != genome.obs_size or env.action_space.shape[0] != genome.action_size:
+    obs_shape = env.observation_space.shape
+    if obs_shape != genome.spec.obs_shape or env.action_space.shape[0] != genome.action_size:
         raise UserError(
-            f"genome expects observation size {genome.obs_size} and action size {genome.action_size}, "
-            f"task {args.sim!r} has {obs_size} and {env.action_space.shape[0]}; use a genome for {args.sim}"
+            f"genome expects observations of shape {genome.spec.obs_shape} and {genome.action_size} actions, "
+            f"task {args.sim!r} has {obs_shape} and {env.action_space.shape[0]}; use a genome for {args.sim}"
         )
     return env
 
@@ -166,9 +171,11 @@ def _chain(callbacks: Sequence[Callable[..., None]]) -> Callable[..., None] | No
 def summary(life: Lifetime, steps: int) -> str:
     """The final report: distance, speed around the damage, recovery, compute time, overruns."""
     us = np.asarray(life.compute_s) * 1e6
+    by_reward = life.fitness_kind == "reward"
+    score = f"reward: {life.reward:.1f}" if by_reward else f"distance walked: {life.distance:.2f} m"
+    ended = " - episode over" if by_reward else " - fell over"
     lines = [
-        f"distance walked: {life.distance:.2f} m in {life.ticks} ticks ({life.ticks * life.dt:.1f} s)"
-        + (" - fell over" if life.terminated else ""),
+        f"{score} in {life.ticks} ticks ({life.ticks * life.dt:.1f} s)" + (ended if life.terminated else "")
     ]
     if life.damage_onset is not None:
         onset = life.damage_onset
@@ -197,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome, render_mode="rgb_array" if args.video else None)
     network = genome.build(args.backend)
-    network.tick(np.zeros(genome.obs_size))  # compile/warm the backend outside the timed loop
+    network.tick(np.zeros(genome.spec.obs_shape))  # compile/warm the backend outside the timed loop
     print(f"genome: {_describe(genome, args.genome or args.sim)}; backend {network.backend}")
     damage = ", ".join(_damages(args)) or "none"
     print(f"task: {args.sim}, control period {env.unwrapped.dt * 1e3:.0f} ms, damage: {damage}")
@@ -314,11 +321,27 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_reference(args: argparse.Namespace) -> int:
+    """Convert a coefficient file saved by the paper's reference code into a genome."""
+    from controller.genome import save_genome
+    from controller.reference import import_reference as convert
+
+    genome = convert(args.file, args.rule, args.task, conv=args.conv, init=args.init)
+    path = save_genome(genome, args.output)
+    spec = genome.spec
+    print(
+        f"wrote {path}: {genome.kind} genome for {args.task}, rule {spec.rule}, "
+        f"layers {' -> '.join(map(str, spec.layer_sizes))}, {spec.synapses} synapses"
+        + (f", conv front end {spec.frontend}" if spec.frontend else "")
+    )
+    return 0
+
+
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="controller",
         description="Run a Hebbian controller: every lifetime starts from random weights and the "
-        "evolved plasticity rules organise them tick by tick. Subcommands: evaluate, plot.",
+        "evolved plasticity rules organise them tick by tick. Subcommands: evaluate, plot, import-reference.",
         epilog=LEG_HELP,
     )
     _add_sim_arguments(parser)
@@ -339,6 +362,29 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controller import-reference",
+        description="Convert Hebbian coefficients saved with torch.save by the paper's reference code "
+        "(float array (synapses, coefficients per synapse), input-major rows, layers in order) as a genome.",
+    )
+    parser.add_argument("file", help="coefficient file written by torch.save")
+    parser.add_argument("--rule", required=True, help="the rule the coefficients are for, e.g. ABCD_lr")
+    parser.add_argument(
+        "--task", required=True, help="task the coefficients were evolved on (ant-bullet, carracing)"
+    )
+    parser.add_argument(
+        "--conv", metavar="FILE", help="CarRacing: the evolved conv kernels (torch.save, 1362 values)"
+    )
+    parser.add_argument(
+        "--init",
+        default="uniform",
+        help="initial weights of each lifetime (default uniform, the reference's 'uni')",
+    )
+    parser.add_argument("-o", "--output", required=True, help="genome file to write (.npz)")
+    return parser
+
+
 def _plot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="controller plot")
     parser.add_argument("log", help="telemetry CSV written by controller --log")
@@ -349,6 +395,7 @@ def _plot_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "evaluate": (_evaluate_parser, evaluate),
     "plot": (_plot_parser, plot),
+    "import-reference": (_import_parser, import_reference),
 }
 
 

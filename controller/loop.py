@@ -44,7 +44,8 @@ class Lifetime:
 
     distance: float = 0.0  # m of torso x displacement since control started
     reward: float = 0.0  # summed step rewards since control started
-    fitness: float = 0.0  # what the task scores: the distance or the reward (env.unwrapped.fitness)
+    fitness: float = 0.0  # what the task scores: the distance or the reward
+    fitness_kind: str = "distance"  # env.unwrapped.fitness: "distance" or "reward"
     ticks: int = 0
     terminated: bool = False
     early_stopped: bool = False
@@ -97,7 +98,7 @@ def run_lifetime(
         obs, _, terminated, _, info = env.step(zero)
     start_x = info["x_distance"]
     damage = info.get("damage")
-    life = Lifetime(dt=dt)
+    life = Lifetime(dt=dt, fitness_kind=env.unwrapped.fitness)
     x, best_x, stalled = start_x, start_x, 0
     deadline = time.perf_counter()
     for tick in range(ticks):
