@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from controller.genome import Genome
+from controller.loop import run_lifetime
 from evolve.backends import CHUNKS_PER_WORKER, LocalBackend
 from evolve.config import Config, load_config
 from evolve.fitness import Job, Result, make_bodies, network_spec, pair_jobs, task_sizes
@@ -88,6 +89,26 @@ def measure(config: Config, population: Population, workers: int, repeats: int) 
     return generation_rates, zero_rates, steps
 
 
+def per_step_costs(config: Config, population: Population, lifetimes: int = 4) -> tuple[float, float, int]:
+    """In this process: µs of the network tick per control step, µs of everything else per env step
+    (simulator, wrappers, loop), over a few member lifetimes; and the steps they took."""
+    env = make_bodies(config)[()]
+    spec = network_spec(config, *task_sizes({(): env}))
+    tick_s = total_s = 0.0
+    ticks = steps = 0
+    for k in range(lifetimes + 1):  # the first one warms up
+        genome = Genome.from_vector(config.genome_kind, spec, config.task, population.member(k))
+        network = genome.build(config.network_backend)
+        t0 = time.perf_counter()
+        life = run_lifetime(network, env, config.ticks, seed=k, settle_ticks=config.settle_ticks)
+        if k:
+            total_s += time.perf_counter() - t0
+            tick_s += sum(life.compute_s)
+            ticks += life.ticks
+            steps += life.ticks + config.settle_ticks
+    return 1e6 * tick_s / ticks, 1e6 * (total_s - tick_s) / steps, steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="launch/ant.yaml")
@@ -123,6 +144,11 @@ def main() -> None:
         medians[workers] = statistics.median(generation), statistics.median(zero)
         rate, zero_rate = medians[workers]
         print(f"{workers:>7}  {steps:>9}  {rate:>18,.0f}  {zero_rate:>19,.0f}  {zero_rate / rate - 1:+8.1%}")
+    tick_us, rest_us, steps = per_step_costs(config, population)
+    print(
+        f"one process, {steps} steps: network tick {tick_us:.1f} µs per control step, simulator and loop "
+        f"{rest_us:.1f} µs per env step"
+    )
     speedup = medians[2][0] / medians[1][0]
     worst = max(z / g - 1 for g, z in medians.values())
     print(f"controller overhead over the simulator: {worst:+.1%} at worst (target <= +15%)")

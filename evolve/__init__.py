@@ -1,1 +1,6 @@
-"""evolve."""
+"""Offline evolution of Hebbian rules (or static weights) with OpenAI-ES.
+
+``openai_es`` (the algorithm, ask/tell over an explicit state), ``fitness`` (the paper's distance
+walked, over damaged bodies), ``backends`` (local process pool or Ray), ``run`` (checkpointed,
+resumable runs), ``config`` (validated YAML), ``cli`` (the ``evolve`` command).
+"""
