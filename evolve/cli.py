@@ -73,7 +73,11 @@ def plot(args: argparse.Namespace) -> int:
     log = Path(args.run) / "log.jsonl"
     if not log.is_file():
         raise UserError(f"{log} not found; is {args.run} a run directory written by evolve?")
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = log.read_text().splitlines(keepends=True)
+    # A running evolution may be halfway through appending the last line.
+    records = [json.loads(line) for line in lines if line.endswith("\n")]
+    if not records:
+        raise UserError(f"{log} holds no finished generation yet")
     gens = [r["generation"] + 1 for r in records]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(gens, [r["mean"] for r in records], color="0.7", label="population mean")
@@ -94,7 +98,8 @@ def plot(args: argparse.Namespace) -> int:
             label="mean genome: held-out damage",
         )
     ax.set_xlabel("generation")
-    ax.set_ylabel("distance walked (m)")
+    ax.set_ylabel("fitness (distance walked, m; CarRacing: reward)")
+    ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     output = args.output or str(Path(args.run) / "curve.png")
