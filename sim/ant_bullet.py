@@ -14,7 +14,7 @@ lower segment ``right_back_foot`` although it points to +x: the paper's two dama
 (``ant_asym_left``/``ant_asym_right`` of the reference code) are ``shorten-leg:1:0.25`` and
 ``shorten-leg:4:0.25``.
 
-Observation (28 float32, clipped to [-5, 5]):
+Observation (28 values, clipped to [-5, 5]):
 
 - [0] torso z minus its z at reset (m); [1] sin and [2] cos of the angle from the heading to the
   walk target; [3:6] 0.3 x body velocity rotated into the yaw frame (m/s); [6] roll, [7] pitch (rad);
@@ -100,8 +100,9 @@ class AntBulletEnv(Quadruped):
     def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
         self.render_mode = render_mode
         self._size = (width, height)
-        self._p = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
-        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, (28,), np.float32)
+        self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        # Unbounded and float64 as the MuJoCo Ant's: observation noise (a damage) may leave [-5, 5].
+        self.observation_space = spaces.Box(-np.inf, np.inf, (28,), np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (len(JOINTS),), np.float32)
         self.damage: list[str] = []
         self._lengths: dict[int, float] = {}
@@ -113,7 +114,7 @@ class AntBulletEnv(Quadruped):
     # --- world and body ----------------------------------------------------------------------
     def _build_world(self) -> None:
         """A fresh world with the intact Ant (full reset: runs are repeatable bit for bit)."""
-        p = self._p
+        p = self.client
         p.resetSimulation()
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         p.setGravity(0, 0, -9.8)
@@ -126,7 +127,7 @@ class AntBulletEnv(Quadruped):
         self._load_body(model_path())
 
     def _load_body(self, path: str) -> None:
-        p = self._p
+        p = self.client
         (self.body,) = p.loadMJCF(path, flags=LOAD_FLAGS)
         links = {p.getJointInfo(self.body, j)[12].decode(): j for j in range(p.getNumJoints(self.body))}
         joints = {p.getJointInfo(self.body, j)[1].decode(): j for j in range(p.getNumJoints(self.body))}
@@ -143,7 +144,7 @@ class AntBulletEnv(Quadruped):
 
     def _rebuild(self) -> None:
         """Reload the body with the current segment lengths, keeping pose, speeds and damage."""
-        p = self._p
+        p = self.client
         base = p.getBasePositionAndOrientation(self.body), p.getBaseVelocity(self.body)
         joints = [state[:2] for state in p.getJointStates(self.body, self.joint_ids)]
         p.removeBody(self.body)
@@ -168,7 +169,7 @@ class AntBulletEnv(Quadruped):
         self._remove_segment(leg)
 
     def _remove_segment(self, leg: int) -> None:
-        p, link = self._p, self.foot_links[leg - 1]
+        p, link = self.client, self.foot_links[leg - 1]
         p.setCollisionFilterGroupMask(self.body, link, 0, 0)
         p.changeDynamics(self.body, link, mass=CUT_MASS, localInertiaDiagonal=[CUT_MASS] * 3)
         p.changeVisualShape(self.body, link, rgbaColor=[0.0, 0.0, 0.0, 0.0])
@@ -181,13 +182,13 @@ class AntBulletEnv(Quadruped):
     def lock_joint(self, joint: str) -> None:
         """Jam a joint at its current angle (a seized servo): held stiffly, motor torque off."""
         index = self.joint_ids[JOINTS.index(joint)]
-        self._locked[joint] = self._p.getJointState(self.body, index)[0]
+        self._locked[joint] = self.client.getJointState(self.body, index)[0]
         self._gain[JOINTS.index(joint)] = 0.0
         self._hold(joint, self._locked[joint])
 
     def _hold(self, joint: str, angle: float) -> None:
         index = self.joint_ids[JOINTS.index(joint)]
-        self._p.setJointMotorControl2(
+        self.client.setJointMotorControl2(
             self.body, index, pybullet.POSITION_CONTROL, targetPosition=angle, force=LOCK_FORCE
         )
 
@@ -201,13 +202,13 @@ class AntBulletEnv(Quadruped):
         return TIMESTEP * FRAME_SKIP
 
     def total_mass(self) -> float:
-        p = self._p
+        p = self.client
         return sum(p.getDynamicsInfo(self.body, link)[0] for link in [-1, *self._links])
 
     # --- gymnasium API -----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
         """The 28 values, and the body's distance to the walk target for the progress term."""
-        p, body = self._p, self.body
+        p, body = self.client, self.body
         position, orientation = p.getBasePositionAndOrientation(body)
         velocity, _ = p.getBaseVelocity(body)
         parts = np.array([position] + [s[0] for s in p.getLinkStates(body, self._links)])
@@ -234,7 +235,7 @@ class AntBulletEnv(Quadruped):
             ]
         )
         self._torso_z = z
-        return np.clip(obs, -OBS_CLIP, OBS_CLIP).astype(np.float32)
+        return np.clip(obs, -OBS_CLIP, OBS_CLIP)
 
     def _info(self) -> dict[str, Any]:
         return {"x_distance": self._start_distance - self._target_distance, "damage": list(self.damage)}
@@ -245,7 +246,7 @@ class AntBulletEnv(Quadruped):
         self._lengths, self._cut, self._locked = {}, set(), {}
         self._gain[:] = 1.0
         self._build_world()
-        p = self._p
+        p = self.client
         p.resetBasePositionAndOrientation(self.body, *START_POSE)
         angles = np.clip(self.np_random.uniform(-0.1, 0.1, len(JOINTS)), *self._limits.T)
         for j, angle in zip(self.joint_ids, angles, strict=True):
@@ -257,11 +258,11 @@ class AntBulletEnv(Quadruped):
 
     def step(self, action: np.ndarray):
         torque = TORQUE * self._gain * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        self._p.setJointMotorControlArray(
+        self.client.setJointMotorControlArray(
             self.body, self.joint_ids, pybullet.TORQUE_CONTROL, forces=torque.tolist()
         )
         before = self._target_distance
-        self._p.stepSimulation()
+        self.client.stepSimulation()
         obs = self._observe()
         progress = (before - self._target_distance) / self.dt
         finite = bool(np.all(np.isfinite(obs)))
@@ -273,7 +274,7 @@ class AntBulletEnv(Quadruped):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        p = self._p
+        p = self.client
         target, _ = p.getBasePositionAndOrientation(self.body)
         view = p.computeViewMatrixFromYawPitchRoll(target, 3.0, 0.0, -30.0, 0.0, 2)
         width, height = self._size
@@ -282,6 +283,6 @@ class AntBulletEnv(Quadruped):
         return np.reshape(np.asarray(pixels, dtype=np.uint8), (height, width, 4))[:, :, :3]
 
     def close(self) -> None:
-        if self._p is not None:
-            self._p.disconnect()
-            self._p = None
+        if self.client is not None:
+            self.client.disconnect()
+            self.client = None
