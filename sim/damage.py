@@ -181,13 +181,21 @@ class BodyDamage(Damage):
 
 
 class ObservationNoise(Damage):
-    """Gaussian noise on every observation value, drawn from the episode's seeded generator."""
+    """Gaussian noise on every observation value, drawn from the episode's seeded generator.
+
+    A noisy reading can leave the sensor's range (a pixel below 0), so the space becomes unbounded;
+    the dtype stays the robot's."""
+
+    def __init__(self, env: gymnasium.Env, damage: DamageSpec) -> None:
+        super().__init__(env, damage)
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if not self.active:
             return obs
         std = float(self.spec_.args[0])
-        return obs + std * self.env.unwrapped.np_random.standard_normal(obs.shape)
+        return (obs + std * self.env.unwrapped.np_random.standard_normal(obs.shape)).astype(obs.dtype)
 
 
 class SensorDropout(Damage):
