@@ -289,11 +289,9 @@ class HebbianNetwork(FeedForward):
                 )
             eff, self.present = effective_coefficients(rule, c)
             folded.append(eff)
-        # numpy layout: per layer (4, n_in, n_out); numba layout: one flat array, 4 per synapse.
+        # numpy layout: per layer (4, n_in, n_out); numba layout: (4, all synapses), one row per term.
         self._terms = folded
-        self._flat_terms = np.concatenate([np.moveaxis(f, 0, -1).reshape(-1) for f in folded]).astype(
-            np.float32
-        )
+        self._flat_terms = np.concatenate([f.reshape(4, -1) for f in folded], axis=1)
         self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._initial_weights = (
@@ -303,6 +301,9 @@ class HebbianNetwork(FeedForward):
             from controller import _fused
 
             self._kernel = _fused.tick
+            self._layout = _fused.layout(
+                self._sizes, self._activation_offsets, self._weight_offsets, self._tanh_mask
+            )
         self.lifetime_ticks = 0
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -349,14 +350,7 @@ class HebbianNetwork(FeedForward):
             return super().tick(obs)
         self._load_obs(obs)
         self._kernel(
-            self._flat_weights,
-            self._flat_terms,
-            self._flat_activations,
-            self._weight_offsets,
-            self._activation_offsets,
-            self._sizes,
-            self._tanh_mask,
-            self.spec.normalise,
+            self._flat_weights, self._flat_terms, self._flat_activations, self._layout, self.spec.normalise
         )
         self.lifetime_ticks += 1
         return self.activations[-1].copy()
