@@ -108,7 +108,7 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_genome(tmp_path, uninte
     process = evolve_process("--config", SMOKE, "--out", str(run), *RESUMABLE)
     wait_for_generations(run, 2, process)
     os.killpg(process.pid, signal.SIGKILL)  # the run and its workers, mid-generation
-    process.wait()
+    assert finish(process)[0] == -signal.SIGKILL
     assert not (run / "final.npz").exists(), "the run finished before it was killed"
     code, out, err = finish(evolve_process("--resume", str(run)))
     assert code == 0, err
