@@ -1,0 +1,75 @@
+"""init: coevolve (evolved initial weights, reviewer 1's question) works for every task."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sim
+from controller.errors import UserError
+from controller.genome import Genome, load_genome, save_genome
+from controller.loop import run_lifetime
+from controller.network import task_spec
+from evolve.cli import main as evolve
+
+ROOT = Path(__file__).resolve().parents[1]
+NEEDS = {"ant": "mujoco", "ant-bullet": "pybullet", "carracing": "Box2D"}
+TASKS = [
+    pytest.param(
+        task, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"no {module}")
+    )
+    for task, module in NEEDS.items()
+]
+
+
+def coevolved(task: str, seed: int = 0) -> tuple[Genome, object]:
+    env = sim.make(task)
+    spec = task_spec(env.observation_space, env.action_space, (16, 8), init="coevolve", normalise=True)
+    vector = np.random.default_rng(seed).normal(0.0, 0.1, Genome.parameter_count("hebbian", spec))
+    return Genome.from_vector("hebbian", spec, task, vector), env
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_lifetime_starts_from_the_evolved_weights(task, tmp_path):
+    genome, env = coevolved(task)
+    assert genome.coevolved and [w.shape for w in genome.weights] == genome.spec.layer_shapes
+    expected = sum(a * b * 6 for a, b in genome.spec.layer_shapes)  # 5 coefficients + 1 initial weight
+    assert Genome.parameter_count("hebbian", genome.spec) == expected + sum(
+        int(np.prod(s)) for s in genome.spec.frontend_shapes
+    )
+    loaded = load_genome(save_genome(genome, tmp_path / "g.npz"), task=task)
+    assert np.array_equal(loaded.to_vector(), genome.to_vector())
+    network = loaded.build("numpy")
+    for seed in (1, 2):  # the rng is not drawn from: the weights are inherited
+        network.reset(np.random.default_rng(seed))
+        for w, initial in zip(network.weights, genome.weights, strict=True):
+            assert np.array_equal(w, initial)
+    life = run_lifetime(network, env, 5, seed=0)
+    assert life.ticks == 5
+    assert any(not np.array_equal(w, i) for w, i in zip(network.weights, genome.weights, strict=True))
+
+
+def test_a_coevolved_genome_without_its_weights_is_refused(tmp_path):
+    genome, _ = coevolved("ant")
+    path = save_genome(genome, tmp_path / "g.npz")
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files if k != "weights_1"}
+    np.savez(tmp_path / "broken.npz", **arrays)
+    with pytest.raises(UserError, match="missing array 'weights_1'"):
+        load_genome(tmp_path / "broken.npz")
+
+
+@pytest.mark.parametrize("config", ["ant_bullet_smoke", "carracing_smoke"])
+def test_evolve_coevolves_the_initial_weights(config, tmp_path):
+    pytest.importorskip("pybullet" if "bullet" in config else "Box2D")
+    out = tmp_path / "run"
+    args = ["--config", str(ROOT / "launch" / f"{config}.yaml"), "--out", str(out), "--workers", "1"]
+    assert evolve([*args, "--set", "init=coevolve", "--set", "generations=1"]) == 0
+    genome = load_genome(out / "final.npz")
+    assert genome.coevolved and len(genome.weights) == 3
+    network = genome.build("numpy")
+    network.reset(np.random.default_rng(0))
+    assert np.array_equal(network.weights[0], genome.weights[0])
