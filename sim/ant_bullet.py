@@ -37,8 +37,11 @@ velocity, joint angles and speeds), so it also works mid-run.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -47,10 +50,30 @@ from gymnasium import spaces
 
 from sim.quadruped import JOINTS, LEGS, Quadruped
 
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """pybullet's C code prints its build time and argv on import and connect: keep output clean."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
 try:
-    import pybullet
-    import pybullet_data
-    from pybullet_utils import bullet_client
+    with _quiet():
+        import pybullet
+        import pybullet_data
+        from pybullet_utils import bullet_client
 except ImportError:
     raise ImportError("the PyBullet Ant needs pybullet: pip install 'hebbian-quadruped[bullet]'") from None
 
@@ -100,7 +123,8 @@ class AntBulletEnv(Quadruped):
     def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
         self.render_mode = render_mode
         self._size = (width, height)
-        self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet():
+            self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         # Unbounded and float64 as the MuJoCo Ant's: observation noise (a damage) may leave [-5, 5].
         self.observation_space = spaces.Box(-np.inf, np.inf, (28,), np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (len(JOINTS),), np.float32)
