@@ -29,7 +29,6 @@ DAMAGE_HELP = (
     "damage spec, repeatable: cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, "
     "obs-noise:STD, dropout:I[,I...], latency:K; append @SECONDS for a mid-run onset (e.g. cut-leg:2@15)"
 )
-SETTLE_TICKS = 40
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -49,7 +48,9 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="control ticks per lifetime (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the environment and initial weights")
     parser.add_argument(
-        "--settle", type=int, default=SETTLE_TICKS, help="zero-action ticks before control (default 40)"
+        "--settle",
+        type=int,
+        help="zero-action ticks before control (default: the task's, 40 for the Ants, 0 for CarRacing)",
     )
     parser.add_argument(
         "--backend", default="auto", help="network backend: auto (numba if installed), numpy, numba, onnx"
@@ -73,6 +74,10 @@ def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
             f"task {args.sim!r} has {obs_shape} and {env.action_space.shape[0]}; use a genome for {args.sim}"
         )
     return env
+
+
+def _settle(args: argparse.Namespace, env: Any) -> int:
+    return env.unwrapped.settle_ticks if args.settle is None else args.settle
 
 
 def _genome(name: str | None, task: str | None) -> Genome:
@@ -221,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
             env,
             args.steps,
             args.seed,
-            settle_ticks=args.settle,
+            settle_ticks=_settle(args, env),
             realtime=args.realtime,
             on_tick=_chain(callbacks),
         )
@@ -241,15 +246,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Mean and spread of distance over independent lifetimes (fresh weights and seed each)."""
+    """Mean and spread of the task's fitness (distance, or CarRacing's reward) over independent
+    lifetimes (fresh weights and seed each)."""
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome)
     network = genome.build(args.backend)
     lives = [
-        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=args.settle)
+        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=_settle(args, env))
         for k in range(args.lifetimes)
     ]
-    distances = np.array([life.distance for life in lives])
+    kind = lives[0].fitness_kind
+    scores = np.array([life.fitness for life in lives])
     recoveries = [r for life in lives if (r := life.recovery_ticks()) is not None]
     result = {
         "genome": args.genome,
@@ -257,16 +264,16 @@ def evaluate(args: argparse.Namespace) -> int:
         "damage": _damages(args),
         "lifetimes": args.lifetimes,
         "steps": args.steps,
-        "distance_mean": float(distances.mean()),
-        "distance_std": float(distances.std()),
-        "distance_min": float(distances.min()),
+        f"{kind}_mean": float(scores.mean()),
+        f"{kind}_std": float(scores.std()),
+        f"{kind}_min": float(scores.min()),
         "fell": int(sum(life.terminated for life in lives)),
         "recovered": len(recoveries) if any(life.damage_onset for life in lives) else None,
         "recovery_ticks_median": float(np.median(recoveries)) if recoveries else None,
     }
     print(
-        f"distance: {result['distance_mean']:.2f} ± {result['distance_std']:.2f} m over {args.lifetimes} "
-        f"lifetimes of {args.steps} ticks (min {result['distance_min']:.2f}); fell: {result['fell']}"
+        f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "
+        f"{args.lifetimes} lifetimes of {args.steps} ticks (min {scores.min():.2f}); fell: {result['fell']}"
     )
     if result["recovered"] is not None:
         print(

@@ -68,6 +68,7 @@ class CarRacingEnv(gymnasium.Env):
     joints: tuple[str, ...] = ()
     fitness = "reward"
     early_stop = (0, 20)
+    settle_ticks = 0  # nothing to land: control starts at once
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode

@@ -33,7 +33,8 @@ class Quadruped(gymnasium.Env):
 
     ``fitness`` names what evolution maximises ("distance": ``info["x_distance"]`` gained, m);
     ``early_stop`` is the paper's (after, patience): past ``after`` ticks, ``patience`` ticks in a
-    row without a new best distance end the lifetime (read by ``controller.loop.EarlyStop.of``).
+    row without a new best distance end the lifetime (read by ``controller.loop.EarlyStop.of``);
+    ``settle_ticks`` zero-action ticks let the body land on the floor before control starts.
     """
 
     legs = tuple(LEGS)
@@ -41,3 +42,4 @@ class Quadruped(gymnasium.Env):
     joints = JOINTS
     fitness = "distance"
     early_stop = (200, 30)
+    settle_ticks = 40
