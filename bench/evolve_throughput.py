@@ -7,10 +7,11 @@ For 1 and 2 worker processes (the ``local`` backend):
 1. A generation of the config (Ant, ABCD_lr 27-128-64-8): env steps per second, settle steps included.
 2. The same simulator work without a controller: every lifetime of that generation replayed on the
    same body, reset with the same seed, for the same number of steps, with zero actions, in a pool
-   of the same size. The ratio is the controller's overhead (target <= 15%).
-Then the speed-up of 2 workers over 1 (target >= 1.7x). Medians of ``--repeats`` generations, after
-one warm-up generation (worker start, compiled kernels). Physics cost depends on contacts, so a
-walking Ant and a resting one do not cost exactly the same: the overhead is an estimate.
+   of the same size. Overhead = generation time / replay time - 1 (target <= 15%), by the wall clock
+   and by the workers' CPU time (which other processes on the machine do not inflate).
+Then the speed-up of 2 workers over 1 by the wall clock (target >= 1.7x: needs 2 idle cores).
+Medians of ``--repeats`` generations, after one warm-up generation (worker start, compiled kernels).
+Physics cost depends on contacts, so a walking Ant and a resting one do not cost exactly the same.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import multiprocessing as mp
 import os
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+import gymnasium
 import numpy as np
 
 from controller.genome import Genome
@@ -35,25 +37,33 @@ from evolve.run import es_params
 _bodies: dict = {}
 
 
+@dataclass(frozen=True)
+class Timing:
+    steps: int
+    wall_s: float
+    cpu_s: float  # summed over the workers
+
+
 def _init_zero_worker(config: Config) -> None:
     global _bodies
     _bodies = make_bodies(config)
 
 
-def _zero_steps(lifetimes: list[tuple[tuple[str, ...], int, int]]) -> int:
-    """Step each (body, seed, steps) lifetime with zero actions; return the steps taken."""
+def _zero_steps(lifetimes: list[tuple[tuple[str, ...], int, int]]) -> tuple[int, float]:
+    """Step each (body, seed, steps) lifetime with zero actions; the steps taken and the CPU time."""
+    cpu_start = time.process_time()
     for damages, seed, steps in lifetimes:
         env = _bodies[damages]
         env.reset(seed=seed)
         zero = np.zeros(env.action_space.shape, dtype=np.float32)
         for _ in range(steps):
             env.step(zero)
-    return sum(steps for *_, steps in lifetimes)
+    return sum(steps for *_, steps in lifetimes), time.process_time() - cpu_start
 
 
-def lifetimes_of(config: Config, jobs: list[Job], results: list[Result]) -> list[tuple]:
+def lifetimes_of(jobs: list[Job], results: list[Result]) -> list[tuple[tuple[str, ...], int, int]]:
     """The generation's lifetimes as (body, seed, steps); a job's steps split evenly over its lifetimes
-    (exact with one body and one lifetime per job, as in launch/ant.yaml without sampling)."""
+    (exact with one body and one lifetime per job, as :func:`main` configures)."""
     out = []
     for job, result in zip(jobs, results, strict=True):
         count = len(job.morphologies) * len(job.seeds)
@@ -61,52 +71,72 @@ def lifetimes_of(config: Config, jobs: list[Job], results: list[Result]) -> list
     return out
 
 
-def measure(config: Config, population: Population, workers: int, repeats: int) -> tuple[list, list, int]:
-    """Steps/s of ``repeats`` generations and of their zero-action replays, and steps per generation."""
+def measure(
+    config: Config, population: Population, workers: int, repeats: int
+) -> tuple[list[Timing], list[Timing]]:
+    """``repeats`` generations and their zero-action replays, interleaved (so slow drifts in the
+    machine's load hit both alike)."""
     config = replace(config, workers=workers)
     backend = LocalBackend(config)
     zero_pool = mp.get_context("spawn").Pool(workers, initializer=_init_zero_worker, initargs=(config,))
+    generations, replays = [], []
     try:
         backend.run(population, pair_jobs(config, 0))  # warm-up
         zero_pool.map(_zero_steps, [[((), 0, 10)]] * workers)
-        generation_rates, zero_rates = [], []
         for generation in range(1, repeats + 1):
             jobs = pair_jobs(config, generation)
             t0 = time.perf_counter()
             results = backend.run(population, jobs)
-            seconds = time.perf_counter() - t0
-            steps = sum(r.env_steps for r in results)
-            generation_rates.append(steps / seconds)
-            lifetimes = lifetimes_of(config, jobs, results)
-            chunks = [lifetimes[i :: CHUNKS_PER_WORKER * workers] for i in range(CHUNKS_PER_WORKER * workers)]
+            wall = time.perf_counter() - t0
+            generations.append(Timing(sum(r.env_steps for r in results), wall, sum(r.cpu_s for r in results)))
+            lifetimes = lifetimes_of(jobs, results)
+            count = CHUNKS_PER_WORKER * workers
             t0 = time.perf_counter()
-            replayed = sum(zero_pool.map(_zero_steps, chunks, chunksize=1))
-            zero_rates.append(replayed / (time.perf_counter() - t0))
+            done = zero_pool.map(_zero_steps, [lifetimes[i::count] for i in range(count)], chunksize=1)
+            wall = time.perf_counter() - t0
+            replays.append(Timing(sum(s for s, _ in done), wall, sum(c for _, c in done)))
     finally:
         backend.close()
         zero_pool.terminate()
         zero_pool.join()
-    return generation_rates, zero_rates, steps
+    return generations, replays
 
 
-def per_step_costs(config: Config, population: Population, lifetimes: int = 4) -> tuple[float, float, int]:
-    """In this process: µs of the network tick per control step, µs of everything else per env step
-    (simulator, wrappers, loop), over a few member lifetimes; and the steps they took."""
+def replay(env: gymnasium.Env, seed: int, settle: int, actions: list[np.ndarray]) -> float:
+    """CPU seconds to step ``env`` through a lifetime's settle ticks and then ``actions``."""
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    t0 = time.process_time()
+    env.reset(seed=seed)
+    for action in [zero] * settle + actions:
+        env.step(action)
+    return time.process_time() - t0
+
+
+def attribution(config: Config, population: Population, lifetimes: int = 6) -> dict[str, float]:
+    """In this process, CPU time per env step of a few member lifetimes, and of the simulator alone
+    replaying those lifetimes' actions, and replaying zero actions: separates what the controller
+    costs from how much more a moving Ant costs to simulate than a resting one."""
     env = make_bodies(config)[()]
     spec = network_spec(config, *task_sizes({(): env}))
-    tick_s = total_s = 0.0
-    ticks = steps = 0
+    totals = dict.fromkeys(("evaluation", "same actions", "zero actions", "network tick"), 0.0)
+    steps = 0
+    actions: list[np.ndarray] = []
     for k in range(lifetimes + 1):  # the first one warms up
-        genome = Genome.from_vector(config.genome_kind, spec, config.task, population.member(k))
-        network = genome.build(config.network_backend)
-        t0 = time.perf_counter()
-        life = run_lifetime(network, env, config.ticks, seed=k, settle_ticks=config.settle_ticks)
+        network = Genome.from_vector(config.genome_kind, spec, config.task, population.member(k)).build()
+        actions.clear()
+        t0 = time.process_time()
+        life = run_lifetime(
+            network, env, config.ticks, seed=k, settle_ticks=config.settle_ticks,
+            on_tick=lambda tick, obs, action, info: actions.append(action),
+        )  # fmt: skip
+        evaluation = time.process_time() - t0
+        same = replay(env, k, config.settle_ticks, list(actions))
+        zero = replay(env, k, config.settle_ticks, [np.zeros_like(actions[0])] * len(actions))
         if k:
-            total_s += time.perf_counter() - t0
-            tick_s += sum(life.compute_s)
-            ticks += life.ticks
+            for key, value in zip(totals, (evaluation, same, zero, sum(life.compute_s)), strict=True):
+                totals[key] += value
             steps += life.ticks + config.settle_ticks
-    return 1e6 * tick_s / ticks, 1e6 * (total_s - tick_s) / steps, steps
+    return {key: 1e6 * value / steps for key, value in totals.items()} | {"steps": steps}
 
 
 def main() -> None:
@@ -136,25 +166,38 @@ def main() -> None:
         f" medians of {args.repeats}"
     )
     print(
-        f"{'workers':>7}  {'steps/gen':>9}  {'generation steps/s':>18}  {'zero-action steps/s':>19}  overhead"
+        f"{'workers':>7}  {'steps/gen':>9}  {'generation steps/s':>18}  {'zero-action steps/s':>19}"
+        f"  {'overhead (wall)':>15}  {'overhead (CPU)':>14}"
     )
-    medians = {}
+    rates, cpu_overheads = {}, []
     for workers in (1, 2):
-        generation, zero, steps = measure(config, population, workers, args.repeats)
-        medians[workers] = statistics.median(generation), statistics.median(zero)
-        rate, zero_rate = medians[workers]
-        print(f"{workers:>7}  {steps:>9}  {rate:>18,.0f}  {zero_rate:>19,.0f}  {zero_rate / rate - 1:+8.1%}")
-    tick_us, rest_us, steps = per_step_costs(config, population)
+        generations, replays = measure(config, population, workers, args.repeats)
+        rate = statistics.median(t.steps / t.wall_s for t in generations)
+        zero_rate = statistics.median(t.steps / t.wall_s for t in replays)
+        cpu = statistics.median(g.cpu_s / r.cpu_s - 1 for g, r in zip(generations, replays, strict=True))
+        rates[workers] = rate
+        cpu_overheads.append(cpu)
+        print(
+            f"{workers:>7}  {generations[0].steps:>9}  {rate:>18,.0f}  {zero_rate:>19,.0f}"
+            f"  {zero_rate / rate - 1:>+15.1%}  {cpu:>+14.1%}"
+        )
+    us = attribution(config, population)
+    controller = us["evaluation"] / us["same actions"] - 1
     print(
-        f"one process, {steps} steps: network tick {tick_us:.1f} µs per control step, simulator and loop "
-        f"{rest_us:.1f} µs per env step"
+        f"one process, CPU µs per env step over {us['steps']} steps: evaluation {us['evaluation']:.1f}"
+        f" (network tick {us['network tick']:.1f}); simulator alone replaying the same actions"
+        f" {us['same actions']:.1f}, zero actions {us['zero actions']:.1f}"
     )
-    speedup = medians[2][0] / medians[1][0]
-    worst = max(z / g - 1 for g, z in medians.values())
-    print(f"controller overhead over the simulator: {worst:+.1%} at worst (target <= +15%)")
-    print(f"speed-up of 2 workers over 1: {speedup:.2f}x (target >= 1.7x)")
+    print(
+        f"overhead over the simulator with zero actions (CPU): {max(cpu_overheads):+.1%} at worst, of which"
+        f" a moving Ant's physics {us['same actions'] / us['zero actions'] - 1:+.1%}"
+    )
+    print(f"controller (network + plasticity + loop) over the simulator: {controller:+.1%} (target <= +15%)")
+    print(f"speed-up of 2 workers over 1: {rates[2] / rates[1]:.2f}x (target >= 1.7x)")
     if load > 0.5:
-        print(f"note: other processes were using the CPUs (load {load:.2f}); the speed-up is understated")
+        print(
+            f"note: other processes were using the CPUs (load {load:.2f}); wall-clock figures are not clean"
+        )
 
 
 if __name__ == "__main__":

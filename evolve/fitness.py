@@ -7,6 +7,7 @@ one environment per morphology alive between jobs, so a generation never rebuild
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import gymnasium
@@ -33,6 +34,7 @@ class Result:
     fitness: float  # mean task fitness over the job's bodies and lifetimes: m walked, or reward
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)
+    cpu_s: float  # CPU time of the job in its worker: throughput that other processes do not distort
 
 
 def network_spec(
@@ -111,6 +113,7 @@ class Evaluator:
 
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:
         c = self.config
+        cpu_start = time.process_time()
         vector = population.mean if job.member is None else population.member(job.member)
         network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
         distances, steps, fell = [], 0, 0
@@ -123,4 +126,4 @@ class Evaluator:
                 distances.append(life.fitness)
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
-        return Result(float(np.mean(distances)), steps, fell)
+        return Result(float(np.mean(distances)), steps, fell, time.process_time() - cpu_start)

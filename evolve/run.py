@@ -72,6 +72,7 @@ def population_stats(fitness: np.ndarray, results: list[Result]) -> dict[str, An
         "min": float(fitness.min()),
         "fell": sum(r.fell for r in results),
         "env_steps": sum(r.env_steps for r in results),
+        "cpu_s": sum(r.cpu_s for r in results),
     }
 
 
