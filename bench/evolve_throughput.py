@@ -11,7 +11,10 @@ For 1 and 2 worker processes (the ``local`` backend):
    and by the workers' CPU time (which other processes on the machine do not inflate).
 Then the speed-up of 2 workers over 1 by the wall clock (target >= 1.7x: needs 2 idle cores).
 Medians of ``--repeats`` generations, after one warm-up generation (worker start, compiled kernels).
-Physics cost depends on contacts, so a walking Ant and a resting one do not cost exactly the same.
+
+A moving Ant costs more to simulate than a resting one (contacts), so part of that overhead is
+physics, not controller. 3. splits it: in one process, a few lifetimes are replayed through the
+simulator alone with their own recorded actions and with zero actions (CPU time per step).
 """
 
 from __future__ import annotations
