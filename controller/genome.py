@@ -73,6 +73,10 @@ class Genome:
 
     def build(self, backend: str = "auto") -> FeedForward:
         """The network this genome describes, ready for ``reset(rng)``."""
+        if backend == "onnx":  # the exported tick graph under ONNX Runtime (the onnx extra)
+            from controller.onnx_backend import build_onnx_network
+
+            return build_onnx_network(self)
         if self.kind == "static":
             return StaticNetwork(self.spec, self.weights, backend, self.frontend)
         initial = self.weights if self.coevolved else None
