@@ -1,0 +1,137 @@
+"""Every rule, on every backend, equals its definition computed synapse by synapse in float64.
+
+The reference below is written from the paper's formulas and the reference code's coefficient order
+(``shared/PAPER_NOTES.md``), not from :mod:`controller.rules`, so a slip in the shared folding of the
+rules into four terms shows up here. Coefficient scales keep the weights O(1) for the whole run
+(normalisation bounds them; without it the drift per tick is kept small): an absolute 1e-5 is then
+about a hundred float32 roundings, while grown weights would make float32 itself miss it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from controller.genome import Genome
+from controller.network import NetworkSpec, numba_available
+from controller.rules import RULES
+
+# dw_ij for each rule, from the paper (x: pre-synaptic o_i, y: post-synaptic o_j).
+FORMULAS = {
+    "A": lambda c, x, y: c["A"] * x * y,
+    "AD": lambda c, x, y: c["A"] * x * y + c["D"],
+    "AD_lr": lambda c, x, y: c["eta"] * (c["A"] * x * y + c["D"]),
+    "ABC": lambda c, x, y: c["A"] * x * y + c["B"] * x + c["C"] * y,
+    "ABC_lr": lambda c, x, y: c["eta"] * (c["A"] * x * y + c["B"] * x + c["C"] * y),
+    "ABCD": lambda c, x, y: c["A"] * x * y + c["B"] * x + c["C"] * y + c["D"],
+    "ABCD_lr": lambda c, x, y: c["eta"] * (c["A"] * x * y + c["B"] * x + c["C"] * y + c["D"]),
+    "ABCD_lr_D_out": lambda c, x, y: c["eta"] * (c["A"] * x * y + c["B"] * x + c["C"] * y) + c["Dout"],
+    "ABCD_lr_D_in_and_out": lambda c, x, y: (
+        c["eta"] * (c["A"] * x * y + c["B"] * x + c["C"] * y + c["D"]) + c["Dout"]
+    ),
+}
+# Per-synapse coefficient order of the reference code.
+ORDER = {
+    "A": ("A",),
+    "AD": ("A", "D"),
+    "AD_lr": ("A", "D", "eta"),
+    "ABC": ("A", "B", "C"),
+    "ABC_lr": ("A", "B", "C", "eta"),
+    "ABCD": ("A", "B", "C", "D"),
+    "ABCD_lr": ("A", "B", "C", "eta", "D"),
+    "ABCD_lr_D_out": ("A", "B", "C", "eta", "Dout"),
+    "ABCD_lr_D_in_and_out": ("A", "B", "C", "eta", "D", "Dout"),
+}
+SMALL = ((6, 5, 4, 3), ("tanh", "linear", "tanh"))  # a linear layer too
+ANT = ((27, 128, 64, 8), ("tanh", "tanh", "tanh"))
+TOLERANCE = 1e-5
+
+
+def _backends() -> list:
+    marks = {
+        "numba": pytest.mark.skipif(not numba_available(), reason="numba not installed"),
+        "onnx": pytest.mark.skipif(
+            any(_missing(m) for m in ("onnx", "onnxruntime")), reason="onnx/onnxruntime not installed"
+        ),
+    }
+    return [pytest.param(name, marks=marks.get(name, ())) for name in ("numpy", "numba", "onnx")]
+
+
+def _missing(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return True
+    return False
+
+
+class Float64Reference:
+    """The network as plain nested lists of Python floats (float64), one synapse at a time."""
+
+    def __init__(self, spec: NetworkSpec, genome: Genome, weights: list[np.ndarray]) -> None:
+        self.spec = spec
+        self.formula = FORMULAS[spec.rule]
+        self.coefficients = [
+            [[dict(zip(ORDER[spec.rule], c.tolist(), strict=True)) for c in row] for row in layer]
+            for layer in genome.coefficients
+        ]
+        self.weights = [w.astype(np.float64).tolist() for w in weights]
+
+    def tick(self, obs: np.ndarray) -> list[float]:
+        x = [float(v) for v in obs]
+        for w, coefficients, activation in zip(
+            self.weights, self.coefficients, self.spec.activations, strict=True
+        ):
+            n_in, n_out = len(w), len(w[0])
+            y = [sum(x[i] * w[i][j] for i in range(n_in)) for j in range(n_out)]
+            if activation == "tanh":
+                y = [math.tanh(v) for v in y]
+            for i in range(n_in):
+                for j in range(n_out):
+                    w[i][j] += self.formula(coefficients[i][j], x[i], y[j])
+            if self.spec.normalise:
+                peak = max(abs(v) for row in w for v in row)
+                if peak > 0:
+                    for row in w:
+                        row[:] = [v / peak for v in row]
+            x = y
+        return x
+
+
+def _compare(shape: tuple, rule: str, normalise: bool, backend: str, ticks: int) -> float:
+    """Max abs difference of actions (every tick) and weights (at the end) from the reference."""
+    spec = NetworkSpec(*shape, rule, normalise=normalise)
+    scale = 0.05 if normalise else 0.002
+    vector = np.random.default_rng(7).normal(0.0, scale, Genome.parameter_count("hebbian", spec))
+    genome = Genome.from_vector("hebbian", spec, "ant", vector)
+    network = genome.build(backend)
+    network.reset(np.random.default_rng(8))
+    reference = Float64Reference(spec, genome, network.weights)
+    observations = np.random.default_rng(9).normal(0.0, 0.5, (ticks, spec.obs_size))
+    worst = 0.0
+    for obs in observations:
+        worst = max(worst, float(np.max(np.abs(network.tick(obs) - np.array(reference.tick(obs))))))
+    for w, w_ref in zip(network.weights, reference.weights, strict=True):
+        worst = max(worst, float(np.max(np.abs(w - np.array(w_ref)))))
+    return worst
+
+
+def test_reference_covers_every_rule_in_the_reference_codes_order():
+    assert set(FORMULAS) == set(RULES) == set(ORDER)
+    for name, rule in RULES.items():
+        assert rule.coefficients == ORDER[name]
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("normalise", [False, True], ids=["raw", "normalised"])
+@pytest.mark.parametrize("rule", list(RULES))
+def test_every_rule_equals_the_float64_loop_for_200_ticks(rule, normalise, backend):
+    assert _compare(SMALL, rule, normalise, backend, ticks=200) <= TOLERANCE
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("rule", ["ABCD_lr", "ABCD_lr_D_in_and_out"])
+def test_ant_sized_network_equals_the_float64_loop(rule, backend):
+    assert _compare(ANT, rule, True, backend, ticks=3) <= TOLERANCE
