@@ -1,0 +1,94 @@
+"""The fused numba kernel equals the numpy path (the tested reference) at the Ant's size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.genome import Genome
+from controller.network import NetworkSpec
+from controller.rules import RULES
+
+pytest.importorskip("numba")
+from controller import _fused  # noqa: E402  (needs numba)
+
+ANT = ((27, 128, 64, 8), ("tanh", "tanh", "tanh"))
+
+
+def _pair(rule: str, normalise: bool, activations: tuple[str, ...] = ANT[1]):
+    """numpy and numba networks of one genome, from the same initial weights. Coefficient scales
+    keep the weights O(1), where an absolute 1e-5 is a fair float32 tolerance."""
+    spec = NetworkSpec(ANT[0], activations, rule, normalise=normalise)
+    scale = 0.03 if normalise else 3e-4
+    vector = np.random.default_rng(3).normal(0.0, scale, Genome.parameter_count("hebbian", spec))
+    genome = Genome.from_vector("hebbian", spec, "ant", vector)
+    networks = genome.build("numpy"), genome.build("numba")
+    for network in networks:
+        network.reset(np.random.default_rng(4))
+    return networks
+
+
+def _max_difference(networks, ticks: int) -> float:
+    """Max abs difference of the actions (every tick) and the weights (at the end)."""
+    reference, fused = networks
+    worst = 0.0
+    for obs in np.random.default_rng(5).normal(0.0, 0.5, (ticks, reference.spec.obs_size)):
+        worst = max(worst, float(np.max(np.abs(reference.tick(obs) - fused.tick(obs)))))
+    for w, w_fused in zip(reference.weights, fused.weights, strict=True):
+        worst = max(worst, float(np.max(np.abs(w - w_fused))))
+    return worst
+
+
+@pytest.mark.parametrize("normalise", [False, True], ids=["raw", "normalised"])
+@pytest.mark.parametrize("rule", list(RULES))
+def test_every_rule_matches_numpy_for_200_ticks(rule, normalise):
+    assert _max_difference(_pair(rule, normalise), ticks=200) <= 1e-5
+
+
+def test_a_linear_output_layer_matches_numpy():
+    """CarRacing's layout: the plastic update sees the raw outputs."""
+    assert _max_difference(_pair("ABCD_lr", True, ("tanh", "tanh", "linear")), ticks=200) <= 1e-5
+
+
+def test_tanh_is_correctly_rounded_float32():
+    x = np.concatenate(
+        [
+            np.linspace(-12.0, 12.0, 200_001, dtype=np.float32),
+            np.geomspace(1e-38, 1e-3, 1001, dtype=np.float32),
+            np.float32([0.0, 9.01, 9.02, 20.0, 3e38, np.inf]),
+        ]
+    )
+    x = np.concatenate([x, -x])
+    y = x.copy()
+    _fused.tanh_inplace(y)
+    np.testing.assert_array_equal(y, np.tanh(x.astype(np.float64)).astype(np.float32))
+    nan = np.float32([np.nan])
+    _fused.tanh_inplace(nan)
+    assert np.isnan(nan[0])
+
+
+def test_a_nan_weight_spreads_as_in_numpy():
+    """The peak |w| taken on the float bits is NaN when a weight is, as np.max(np.abs(w)) is: neither
+    backend then divides, and both carry the NaN on."""
+    networks = _pair("ABCD_lr", True)
+    for network in networks:
+        network.weights[1][3, 5] = np.nan
+    obs = np.full(27, 0.1)
+    actions = [network.tick(obs) for network in networks]
+    np.testing.assert_allclose(actions[0], actions[1], atol=1e-6)  # NaN where NaN
+    for w, w_fused in zip(networks[0].weights, networks[1].weights, strict=True):
+        np.testing.assert_allclose(w, w_fused, atol=1e-6)
+    layer = networks[1].weights[1]
+    assert np.isnan(layer).any() and np.nanmax(np.abs(layer)) < 1.0  # not divided: a normalised peak is 1
+
+
+def test_layout_describes_every_layer():
+    network = _pair("A", False)[1]
+    layout = _fused.layout(
+        network._sizes, network._activation_offsets, network._weight_offsets, network._tanh_mask
+    )
+    assert layout.tolist() == [
+        [27, 128, 0, 27, 0, 1],
+        [128, 64, 27, 155, 27 * 128, 1],
+        [64, 8, 155, 219, 27 * 128 + 128 * 64, 1],
+    ]
