@@ -5,6 +5,7 @@ controller --sim ant|ant-bullet|carracing [--genome G] [--cut-leg N] [--damage S
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
+controller export GENOME -o tick.onnx [--opset N]
 """
 
 from __future__ import annotations
@@ -344,11 +345,28 @@ def import_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    """Write one whole control tick of a genome's network as an ONNX graph (docs/deploy.md)."""
+    from controller.onnx_export import ACTION, OBSERVATION, export_onnx, weight_input, weight_output
+
+    genome = load_genome(args.genome)
+    path = export_onnx(genome, args.output, args.opset)
+    layers = range(1, len(genome.spec.layer_shapes) + 1) if genome.kind == "hebbian" else ()
+    inputs = [OBSERVATION, *map(weight_input, layers)]
+    outputs = [ACTION, *map(weight_output, layers)]
+    print(
+        f"wrote {path}: {_describe(genome, args.genome)}, opset {args.opset}; "
+        f"inputs {', '.join(inputs)}; outputs {', '.join(outputs)}"
+    )
+    return 0
+
+
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="controller",
         description="Run a Hebbian controller: every lifetime starts from random weights and the "
-        "evolved plasticity rules organise them tick by tick. Subcommands: evaluate, plot, import-reference.",
+        "evolved plasticity rules organise them tick by tick. "
+        "Subcommands: evaluate, plot, import-reference, export.",
         epilog=LEG_HELP,
     )
     _add_sim_arguments(parser)
@@ -392,6 +410,22 @@ def _import_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _export_parser() -> argparse.ArgumentParser:
+    from controller.onnx_export import DEFAULT_OPSET
+
+    parser = argparse.ArgumentParser(
+        prog="controller export",
+        description="Write one control tick (forward pass and plasticity update, weights in and out) "
+        "as an ONNX graph for ONNX Runtime; docs/deploy.md has its inputs, outputs and a consumer.",
+    )
+    parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
+    parser.add_argument("-o", "--output", default="tick.onnx", help="ONNX file to write (default tick.onnx)")
+    parser.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+    )
+    return parser
+
+
 def _plot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="controller plot")
     parser.add_argument("log", help="telemetry CSV written by controller --log")
@@ -403,6 +437,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[ar
     "evaluate": (_evaluate_parser, evaluate),
     "plot": (_plot_parser, plot),
     "import-reference": (_import_parser, import_reference),
+    "export": (_export_parser, export),
 }
 
 
