@@ -216,8 +216,8 @@ def main() -> None:
     print(f"controller (network + plasticity + loop) over the simulator: {controller:+.1%} (target <= +15%)")
     speedup, ceiling = rates[2] / rates[1], parallel_ceiling()
     print(
-        f"speed-up of 2 workers over 1: {speedup:.2f}x (target >= 1.7x); a busy loop gets {ceiling:.2f}x on"
-        f" this machine now, so evolution scales to {speedup / ceiling:.0%} of what the machine gives"
+        f"speed-up of 2 workers over 1: {speedup:.2f}x (target >= 1.7x); just after, 2 processes of a busy"
+        f" loop got {ceiling:.2f}x of 1 on this machine (2.00x on 2 idle cores)"
     )
     if load > 0.5:
         print(

@@ -42,9 +42,10 @@ def _run_chunk(args: tuple[Population, list[Job], int | None]) -> list[Result]:
     return _worker.run(population, jobs, ticks)
 
 
-# Chunks per worker: several, so lifetimes that stop early balance ones that run to the end (the
-# generation waits for its slowest worker), few enough that the population is pickled rarely.
-CHUNKS_PER_WORKER = 8
+# Chunks per worker: many, so lifetimes that stop early balance ones that run to the end (the
+# generation waits for its slowest worker): population 64 on 2 workers is one mirrored pair a chunk.
+# Each chunk carries the population (one parameter vector): a few MB a generation at most.
+CHUNKS_PER_WORKER = 16
 
 
 def _chunks(jobs: Sequence[Job], workers: int) -> list[list[Job]]:
