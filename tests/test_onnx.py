@@ -3,6 +3,8 @@ the other backends do; ``controller export`` writes a valid graph."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,13 @@ def test_cli_export(tmp_path, capsys):
     onnx.checker.check_model(onnx.load(out), full_check=True)
     assert main(["export", str(genome_path), "-o", str(out), "--opset", "3"]) == 2
     assert "error: opset 3 is not supported" in capsys.readouterr().err
+
+
+def test_the_consumer_in_docs_deploy_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    code = text.split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    export_onnx(_genome(), "tick.onnx")
+    sent: list[np.ndarray] = []
+    exec(code, {"read_observation": lambda: np.zeros(27), "send": sent.append})
+    assert len(sent) == 1000 and all(a.shape == (8,) and np.all(np.abs(a) <= 1) for a in sent)
