@@ -3,7 +3,7 @@
 Optional (needs numba). Same state layout and the same float32 operations, in the same order, as the
 numpy path in :mod:`controller.network`, so the two agree to float32 rounding: the only differences
 are the order of the forward pass's sums (numpy hands them to BLAS) and tanh (computed here in
-float64 and rounded once, i.e. correctly rounded for float32, where numpy's may be 1 ulp off).
+float64 and rounded once: the nearest float32 on every value tested, where numpy's is often 1 ulp off).
 
 Written for the vectoriser: no fastmath (every product and sum rounds as numpy's does), no Python
 error checks in the loops (``error_model="numpy"``: a checked division stops LLVM vectorising a
@@ -50,7 +50,8 @@ def layout(
 @numba.njit(inline="always", **_JIT)
 def _tanh(x: np.float32) -> np.float32:
     """tanh(x) = u / (u + 2) with u = expm1(2|x|), in float64: expm1 of r = 2|x|/32 by its Taylor
-    series (truncation error below 1e-14 for r <= 1.25), then five doublings u -> u * (2 + u)."""
+    series to r^11, then five doublings u -> u * (2 + u). Wherever float32 tanh is not yet +-1
+    (|x| < 9.01, r < 0.57) the relative error stays below 1e-10, far under float32's 6e-8."""
     a = abs(np.float64(x))
     a = _TANH_ONE if a > _TANH_ONE else a  # written so that NaN passes through
     r = a * (2.0 / 32.0)
@@ -91,7 +92,7 @@ def _forward(x: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
 
 
 @intrinsic
-def _float32_from_bits(typingctx, bits):  # noqa: ARG001 (numba's intrinsic signature)
+def _float32_from_bits(typingctx, bits):
     """Reinterpret an int32's bits as a float32 (no conversion, no allocation)."""
 
     def codegen(context, builder, signature, args):
