@@ -1,6 +1,6 @@
 """Cost of one control tick of the Ant-sized plastic network, per backend, against a memory floor.
 
-    PYTHONPATH=. python bench/tick.py [--rounds 21] [--normalise off,on] [--rules ABCD_lr,...]
+    PYTHONPATH=. python bench/tick.py [--rounds 61] [--normalise off,on] [--rules ABCD_lr,...]
 
 For the Ant network (27 -> 128 -> 64 -> 8, tanh after every layer), with normalisation off and then
 on, and for each of the nine rules: the median µs of one ``network.tick(obs)`` (forward pass and
@@ -15,8 +15,12 @@ tick). Under rule A with normalisation most weights end up subnormal (the larges
 update and the division shrinks the rest), and subnormal arithmetic is slow: its row shows that.
 
 Method: each callable is warmed up first (numba's compile or cache load, onnxruntime's first runs)
-and given a block of calls lasting about 2 ms; then every round times one block of each backend and
-of the floor in turn, so a busy machine slows them alike; the figure is the median over the rounds.
+and given a block of calls lasting about 0.5 ms; then every round times one block of each backend
+and of the floor in turn, so a busy machine slows them alike; the figure is the median over the
+rounds. Each callable has five instances (networks, or coefficient and output arrays) allocated
+apart, used in turn by the rounds: on the machine this was written on, the floor of one allocation
+could be 40% slower than another's (the arrays' physical pages colliding in the cache), so the
+median over rounds is also a median over allocations.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from controller.network import NetworkSpec, numba_available
 from controller.rules import RULES
 
 LAYERS = (27, 128, 64, 8)
-BLOCK_S = 2e-3
+BLOCK_S = 5e-4  # short blocks: most fit between the scheduler's switches to other processes
+INSTANCES = 5  # where arrays land in physical memory moves the floor by up to 40% here
 
 
 def installed_backends() -> list[str]:
@@ -51,24 +56,26 @@ def installed_backends() -> list[str]:
     return backends
 
 
-def block_size(fn: Callable[[], object]) -> int:
-    """Warm ``fn`` up, then the number of calls that lasts about BLOCK_S."""
-    for _ in range(100):
-        fn()
+def block_size(instances: list[Callable[[], object]]) -> int:
+    """Warm every instance up, then the number of calls that lasts about BLOCK_S."""
+    for fn in instances:
+        for _ in range(100):
+            fn()
     start = time.perf_counter()
     for _ in range(100):
-        fn()
+        instances[0]()
     per_call = (time.perf_counter() - start) / 100
     return max(10, round(BLOCK_S / per_call))
 
 
-def measure(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median over rounds of the µs per call of each callable, the callables taking turns."""
-    blocks = {name: block_size(fn) for name, fn in calls.items()}
+def measure(calls: dict[str, list[Callable[[], object]]], rounds: int) -> dict[str, float]:
+    """Median over rounds of the µs per call of each callable. The callables take turns within a
+    round, and each round uses the next of a callable's instances (separately allocated copies)."""
+    blocks = {name: block_size(instances) for name, instances in calls.items()}
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            n = blocks[name]
+    for r in range(rounds):
+        for name, instances in calls.items():
+            fn, n = instances[r % len(instances)], blocks[name]
             start = time.perf_counter()
             for _ in range(n):
                 fn()
@@ -80,6 +87,13 @@ def _tick(tick: Callable[[np.ndarray], np.ndarray], observations: Iterator[np.nd
     return tick(next(observations))
 
 
+def _ticking(genome: Genome, backend: str, observations: list[np.ndarray]) -> Callable[[], np.ndarray]:
+    """One tick of a fresh network per call, a new observation each time."""
+    network = genome.build(backend)
+    network.reset(np.random.default_rng(2))
+    return partial(_tick, network.tick, itertools.cycle(observations))
+
+
 def bench_rule(rule: str, normalise: bool, backends: list[str], rounds: int) -> dict[str, float]:
     spec = NetworkSpec(LAYERS, ("tanh",) * 3, rule, normalise=normalise)
     vector = np.random.default_rng(0).normal(0.0, 0.1, Genome.parameter_count("hebbian", spec))
@@ -87,13 +101,9 @@ def bench_rule(rule: str, normalise: bool, backends: list[str], rounds: int) -> 
     # A fresh observation every tick (float64, as the simulator gives them): fed one observation
     # for ever, some rules settle into weights that are mostly subnormal floats, which are slow.
     observations = list(np.random.default_rng(1).normal(0.0, 0.5, (256, spec.obs_size)))
-    calls: dict[str, Callable[[], object]] = {}
-    for backend in backends:
-        network = genome.build(backend)
-        network.reset(np.random.default_rng(2))
-        calls[backend] = partial(_tick, network.tick, itertools.cycle(observations))
-    coefficients = genome.to_vector()
-    calls["floor"] = partial(np.multiply, coefficients, coefficients, out=np.empty_like(coefficients))
+    calls = {b: [_ticking(genome, b, observations) for _ in range(INSTANCES)] for b in backends}
+    coefficients = [genome.to_vector() for _ in range(INSTANCES)]
+    calls["floor"] = [partial(np.multiply, c, c, out=np.empty_like(c)) for c in coefficients]
     return measure(calls, rounds)
 
 
@@ -113,7 +123,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=21, help="timed rounds per rule (default 21)")
+    parser.add_argument("--rounds", type=int, default=61, help="timed rounds per rule (default 61)")
     parser.add_argument("--normalise", default="off,on", help="off, on or off,on (default)")
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated rules (default all nine)")
     args = parser.parse_args()
