@@ -19,7 +19,7 @@ and given a block of calls lasting about 0.5 ms; then every round times one bloc
 and of the floor in turn, so a busy machine slows them alike; the figure is the median over the
 rounds. Each callable has five instances (networks, or coefficient and output arrays) allocated
 apart, used in turn by the rounds: on the machine this was written on, the floor of one allocation
-could be 40% slower than another's (the arrays' physical pages colliding in the cache), so the
+could be 40% slower than another's (likely where their physical pages fall in the cache), so the
 median over rounds is also a median over allocations.
 """
 
