@@ -17,6 +17,7 @@ import yaml
 from controller.errors import UserError
 from controller.network import ACTIVATIONS, INITS
 from controller.rules import RULES
+from evolve.openai_es import ESParams
 from sim import TASKS
 from sim.damage import SpecError, parse
 
@@ -37,16 +38,16 @@ class Config:
     normalise: bool = True  # per-layer max-|w| normalisation after every update
     network_backend: str = "auto"
     parameter_init_std: float = 1.0  # the search starts from N(0, std^2) parameters
-    # evolution strategy
+    # evolution strategy (defaults are the ES's own)
     generations: int = 300
-    population: int = 64
-    sigma: float = 0.1
-    sigma_decay: float = 1.0
-    sigma_min: float = 0.01
-    lr: float = 0.05
-    lr_decay: float = 0.999
-    l2: float = 0.01
-    optimizer: str = "sgd"
+    population: int = ESParams.population
+    sigma: float = ESParams.sigma
+    sigma_decay: float = ESParams.sigma_decay
+    sigma_min: float = ESParams.sigma_min
+    lr: float = ESParams.lr
+    lr_decay: float = ESParams.lr_decay
+    l2: float = ESParams.l2
+    optimizer: str = ESParams.optimizer
     seed: int = 0
     # fitness
     ticks: int = 500

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,8 @@ VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
 
 
 def es_params(config: Config) -> ESParams:
-    return ESParams(
-        population=config.population,
-        sigma=config.sigma,
-        sigma_decay=config.sigma_decay,
-        sigma_min=config.sigma_min,
-        lr=config.lr,
-        lr_decay=config.lr_decay,
-        l2=config.l2,
-        optimizer=config.optimizer,
-    )
+    """The ES settings of a run config (the keys both share, by name)."""
+    return ESParams(**{f.name: getattr(config, f.name) for f in fields(ESParams) if hasattr(config, f.name)})
 
 
 def save_checkpoint(path: Path, state: ESState, best: dict[str, Any]) -> None:
