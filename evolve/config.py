@@ -38,6 +38,7 @@ class Config:
     normalise: bool = True  # per-layer max-|w| normalisation after every update
     network_backend: str = "auto"
     parameter_init_std: float = 1.0  # the search starts from N(0, std^2) parameters
+    init_from: str | None = None  # or from a genome file's parameters (warm start, e.g. a second stage)
     # evolution strategy (defaults are the ES's own)
     generations: int = 300
     population: int = ESParams.population
@@ -131,6 +132,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         ):
             raise ConfigError(f"config key 'hidden' must be a list of positive layer sizes, got {value!r}")
         return tuple(value)
+    if name == "init_from":
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"config key 'init_from' must be a genome file path, got {value!r}")
+        return value
     if name == "ray_address":
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key 'ray_address' must be an address string, got {value!r}")

@@ -25,7 +25,8 @@ import numpy as np
 import yaml
 
 from controller.files import atomic_write
-from controller.genome import Genome, save_genome
+from controller.genome import Genome, load_genome, save_genome
+from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, make_config
 from evolve.fitness import Job, Result, derive_seed, make_bodies, network_spec, pair_jobs, task_sizes
@@ -139,6 +140,21 @@ def _truncate_log(path: Path, generation: int) -> None:
     atomic_write(path, "".join(line + "\n" for line in lines).encode())
 
 
+def initial_mean(config: Config, spec: NetworkSpec) -> np.ndarray:
+    """Where the search starts: random N(0, std^2) parameters, or a genome's (``init_from``)."""
+    if config.init_from is None:
+        rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
+        return rng.normal(0.0, config.parameter_init_std, Genome.parameter_count(config.genome_kind, spec))
+    genome = load_genome(config.init_from, task=config.task)
+    if genome.kind != config.genome_kind or genome.spec != spec:
+        raise ConfigError(
+            f"config key 'init_from': {config.init_from} is a {genome.kind} genome with layers "
+            f"{list(genome.spec.layer_sizes)} and rule {genome.spec.rule}; this run needs a "
+            f"{config.genome_kind} genome with layers {list(spec.layer_sizes)} and rule {spec.rule}"
+        )
+    return genome.to_vector()
+
+
 def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
     """Run (or continue) an evolution; returns the path of the final genome."""
     out.mkdir(parents=True, exist_ok=True)
@@ -153,9 +169,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         _truncate_log(log_path, state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
-        size = Genome.parameter_count(config.genome_kind, spec)
-        rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
-        state = es.init(rng.normal(0.0, config.parameter_init_std, size))
+        state = es.init(initial_mean(config, spec))
         best = {"score": None, "generation": None}
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
