@@ -24,6 +24,7 @@ from controller.deploy import add_serial_arguments, run_serial
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
 from controller.loop import Lifetime, run_lifetime
+from controller.plotting import pyplot
 
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
 DAMAGE_HELP = (
@@ -288,13 +289,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def plot(args: argparse.Namespace) -> int:
     """Speed over time (1-second moving average) with the damage onset marked, and weight norms."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("plotting needs matplotlib: pip install 'hebbian-quadruped[plot]'") from None
+    plt = pyplot()
     path = Path(args.log)
     if not path.is_file():
         raise UserError(f"telemetry file {path} not found; write one with controller --sim ant --log {path}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from controller.errors import UserError
+from controller.plotting import pyplot
 from evolve.config import ConfigError, load_config, parse_override
 from sim.damage import SpecError
 
@@ -63,13 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 def plot(args: argparse.Namespace) -> int:
     """Fitness of the population and of the mean genome (train and held-out) per generation."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("plotting needs matplotlib: pip install 'hebbian-quadruped[plot]'") from None
+    plt = pyplot()
     log = Path(args.run) / "log.jsonl"
     if not log.is_file():
         raise UserError(f"{log} not found; is {args.run} a run directory written by evolve?")
