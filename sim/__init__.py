@@ -5,6 +5,11 @@ Simulators are imported only when a task asks for them, so the deploy path never
 
 from __future__ import annotations
 
+import os
+
+# MuJoCo picks its rendering backend when first imported, so this runs before any simulator module.
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set MUJOCO_GL=osmesa to override
+
 from collections.abc import Sequence
 from importlib import import_module
 from typing import Any

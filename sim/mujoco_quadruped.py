@@ -1,0 +1,147 @@
+"""What every MuJoCo quadruped shares: a body built and damaged through ``mujoco.MjSpec``.
+
+A robot subclass builds its intact spec (with leg N's lower segment geom named
+:func:`leg_geom`, its actuators named after the joints, in joint order, and a body named
+``torso``) and adds its own observation, reset and step. This base keeps the compiled model,
+edits the spec and recompiles with the simulation state kept (so a leg can be cut at any tick),
+and restores the intact body on :meth:`restore_body`. The damage methods are the vocabulary
+:mod:`sim.damage` drives: ``cut_leg``, ``shorten_leg``, ``lock_joint``, ``weaken_joint``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import mujoco
+import numpy as np
+
+from sim.quadruped import Quadruped
+
+CUT_MASS = 1e-6  # kg: MuJoCo needs a moving body to have some mass
+
+
+def leg_geom(leg: int) -> str:
+    """Name of the geom of leg ``leg``'s lower segment (what cut and shorten act on)."""
+    return f"lower_leg_{leg}_geom"
+
+
+class MujocoQuadruped(Quadruped):
+    """A damage-able MuJoCo body. Subclasses call ``super().__init__`` with their intact spec."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    camera = "track"
+
+    def __init__(
+        self,
+        intact: mujoco.MjSpec,
+        frame_skip: int,
+        render_mode: str | None = None,
+        width: int = 640,
+        height: int = 480,
+    ) -> None:
+        self._intact = intact
+        self.frame_skip = int(frame_skip)
+        self.render_mode = render_mode
+        self._size = (height, width)
+        self._renderer: mujoco.Renderer | None = None
+        self._body_damaged = False
+        self._compile(self._intact.copy())
+        self.damage: list[str] = []
+
+    # --- model -------------------------------------------------------------------------------
+    def _compile(self, spec: mujoco.MjSpec) -> None:
+        self.mjspec = spec
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self._index()
+
+    def _index(self) -> None:
+        """Addresses of the joints in qpos/qvel, looked up by name (they survive recompiles)."""
+        ids = [self.model.joint(name).id for name in self.joints]
+        self._qpos_adr = self.model.jnt_qposadr[ids]
+        self._qvel_adr = self.model.jnt_dofadr[ids]
+        self._renderer = None
+
+    def _edit_body(self, edit: Callable[[mujoco.MjSpec], None]) -> None:
+        """Edit the body through its spec and recompile, keeping the simulation state as it is."""
+        edit(self.mjspec)
+        self.model, self.data = self.mjspec.recompile(self.model, self.data)
+        self._body_damaged = True
+        self._index()
+
+    def restore_body(self) -> None:
+        """Undo every body edit (a fresh model and data when the body was damaged) and the list."""
+        if self._body_damaged:
+            self._compile(self._intact.copy())
+        self.damage = []
+        self._body_damaged = False
+
+    # --- damage (the vocabulary every simulated robot offers; see sim.damage) ---------------------
+    def cut_leg(self, leg: int) -> None:
+        """The lower segment is gone: it touches nothing, weighs (almost) nothing, is not drawn."""
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            geom = spec.geom(leg_geom(leg))
+            geom.contype = geom.conaffinity = 0
+            geom.rgba = [0.0, 0.0, 0.0, 0.0]
+            geom.mass = CUT_MASS
+
+        self._edit_body(edit)
+
+    def shorten_leg(self, leg: int, fraction: float) -> None:
+        """The lower segment keeps ``fraction`` of its length (and of its mass)."""
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            geom = spec.geom(leg_geom(leg))
+            geom.fromto = [*geom.fromto[:3], *(fraction * np.asarray(geom.fromto[3:]))]
+
+        self._edit_body(edit)
+
+    def lock_joint(self, joint: str) -> None:
+        """Jam a joint at its current angle (a seized servo): a stiff equality, motor off."""
+        angle = float(self.data.qpos[self.model.joint(joint).qposadr[0]])
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            spec.add_equality(
+                name=f"lock_{joint}",
+                type=mujoco.mjtEq.mjEQ_JOINT,
+                objtype=mujoco.mjtObj.mjOBJ_JOINT,
+                name1=joint,
+                data=[angle] + [0.0] * 11,
+                solref=[2 * self.model.opt.timestep, 1.0],
+                solimp=[0.99, 0.999, 0.001, 0.5, 2.0],
+            )
+            spec.actuator(joint).gear = [0.0] * 6
+
+        self._edit_body(edit)
+
+    def weaken_joint(self, joint: str, fraction: float) -> None:
+        """The joint's motor gives ``fraction`` of its torque (0 = dead motor)."""
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            actuator = spec.actuator(joint)
+            actuator.gear = [actuator.gear[0] * fraction, 0, 0, 0, 0, 0]
+
+        self._edit_body(edit)
+
+    @property
+    def dt(self) -> float:
+        """Control period (s): one tick is ``frame_skip`` physics steps."""
+        return self.model.opt.timestep * self.frame_skip
+
+    def total_mass(self) -> float:
+        return float(self.model.body_subtreemass[self.model.body("torso").id])
+
+    # --- rendering ---------------------------------------------------------------------------
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, *self._size)
+        self._renderer.update_scene(self.data, camera=self.camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
