@@ -1,6 +1,6 @@
 """The ``controller`` command: run, evaluate and inspect Hebbian controllers.
 
-controller --sim ant|ant-bullet|carracing [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
+controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
            [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numpy|numba]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
@@ -43,7 +43,8 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sim",
         metavar="TASK",
-        help="simulated task: ant (MuJoCo), ant-bullet (PyBullet), carracing (pixels)",
+        help="simulated task: ant (MuJoCo), ant-bullet (PyBullet), carracing (pixels), "
+        "servo-quad (8 hobby servos, docs/robots.md)",
     )
     parser.add_argument("--cut-leg", metavar="N", action="append", default=[], help=f"cut leg N; {LEG_HELP}")
     parser.add_argument("--damage", metavar="SPEC", action="append", default=[], help=DAMAGE_HELP)

@@ -160,6 +160,7 @@ SHIPPED = {
     "ant-static": "ant_static.npz",
     "ant-bullet": "ant_bullet_hebbian.npz",
     "carracing": "carracing_hebbian.npz",
+    "servo-quad": "servo_quad_hebbian.npz",
 }
 
 

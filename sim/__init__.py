@@ -25,6 +25,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "ant": ("HebbianQuadruped/Ant-v0", "sim.ant:AntEnv"),
     "ant-bullet": ("HebbianQuadruped/AntBullet-v0", "sim.ant_bullet:AntBulletEnv"),
     "carracing": ("HebbianQuadruped/CarRacing-v0", "sim.carracing:CarRacingEnv"),
+    "servo-quad": ("HebbianQuadruped/ServoQuad-v0", "sim.servo_quad:ServoQuadEnv"),
 }
 
 

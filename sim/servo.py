@@ -1,0 +1,73 @@
+"""Position-controlled hobby servos, as they behave: what a genome for a real 8-servo robot must live with.
+
+A hobby servo is a DC motor behind a gearbox, with a potentiometer on the output shaft and a small
+amplifier that drives the motor in proportion to the position error. Modelled per physics step:
+
+- **latency**: a command reaches the servo ``latency`` seconds after it is sent (serial transfer, the
+  firmware's loop, the wait for the next PWM pulse); until then the previous target holds;
+- **dead band**: errors smaller than ``dead_band`` (rad) are ignored, the motor is not driven;
+- **proportional drive**: the duty cycle is ``u = clip(error / proportional_band, -1, 1)``;
+- **torque and speed limits**: the motor's torque-speed line, ``torque = stall_torque * (u - w /
+  no_load_speed)``, clipped to +-``stall_torque``: full torque at standstill, none at the no-load
+  speed, so a step is followed no faster than ``no_load_speed`` and the torque never exceeds the stall
+  torque (back-EMF also brakes a joint that is pushed faster than it is driven).
+
+Gear friction and the rotor's reflected inertia are the joint's ``frictionloss`` and ``armature`` in
+the model (passive, integrated by MuJoCo). ``strength`` and ``speed`` scale each servo's stall torque
+and no-load speed (domain randomisation, a weak battery); ``limp`` switches the drive off (ESTOP).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ServoSpec:
+    """One servo type; figures and sources in docs/robots.md."""
+
+    stall_torque: float  # N m at the output shaft
+    no_load_speed: float  # rad/s
+    proportional_band: float  # rad of error at which the drive saturates
+    dead_band: float  # rad
+    latency: float  # s from command sent to the servo acting on it
+
+
+class Servos:
+    """A bank of ``n`` identical servos; one call of :meth:`torque` per physics step."""
+
+    def __init__(self, spec: ServoSpec, n: int) -> None:
+        self.spec = spec
+        self.n = n
+        self.strength = np.ones(n)
+        self.speed = np.ones(n)
+        self.latency = spec.latency
+        self.limp = False
+        self.target = np.zeros(n)
+        self._pending: deque[tuple[float, np.ndarray]] = deque()
+
+    def reset(self, target: np.ndarray) -> None:
+        """A new lifetime: the servos hold ``target`` and nothing is in flight."""
+        self.target = np.array(target, dtype=np.float64)
+        self._pending.clear()
+        self.limp = False
+
+    def command(self, target: np.ndarray, now: float) -> None:
+        """Send a target (rad); the servos act on it ``latency`` seconds after ``now``."""
+        self._pending.append((now + self.latency, np.array(target, dtype=np.float64)))
+
+    def torque(self, now: float, angle: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """Output torque (N m) of every servo at time ``now`` (s), given the joints' state."""
+        while self._pending and self._pending[0][0] <= now + 1e-9:
+            self.target = self._pending.popleft()[1]
+        if self.limp:
+            return np.zeros(self.n)
+        spec = self.spec
+        error = self.target - angle
+        error[np.abs(error) < spec.dead_band] = 0.0
+        duty = np.clip(error / spec.proportional_band, -1.0, 1.0)
+        stall = spec.stall_torque * self.strength
+        return np.clip(stall * (duty - velocity / (spec.no_load_speed * self.speed)), -stall, stall)

@@ -1,0 +1,150 @@
+"""``servo-quad``: a small 8-servo quadruped of the hobby class, with its servos modelled as they behave.
+
+The body is ``sim/assets/servo_quad.xml`` (a Petoi Bittle-class robot: about 20 cm long, 0.29 kg, a hip
+and a knee per leg, position-controlled hobby servos); figures and their sources are in docs/robots.md.
+It is built and damaged through ``mujoco.MjSpec`` like the Ant (``sim.mujoco_quadruped``): the same
+legs (1 front-left, 2 back-left, 3 back-right, 4 front-right), the same damage specs, with joints
+``hip_N`` and ``knee_N``.
+
+Action (8 values in [-1, 1], joints in order hip_1, knee_1, ..., hip_4, knee_4): servo targets,
+``target = 0.7 rad x action`` from the neutral stance (joint angle 0: thigh 30 degrees behind vertical,
+knee bent 60 degrees), clipped to the joint ranges. Every tick sends one command to the 8 servos of
+:mod:`sim.servo` (latency, dead band, proportional drive, torque and speed limits), simulated at 500 Hz.
+
+Observation (14 values: only what such a robot senses; no position, no velocity of the body):
+
+- [0:3] gravity direction in the torso frame (unit vector; (0, 0, -1) standing level): the IMU's
+  orientation without its yaw, which drifts on a real IMU and means nothing to a walker;
+- [3:6] 0.1 x torso angular velocity in the torso frame (rad/s): the IMU's gyro;
+- [6:14] commanded joint angles (rad from the neutral stance, joint order): the targets of the last
+  command sent. Hobby servos report no angle, so a real robot knows only what it commanded.
+
+Reward: forward speed (m/s). ``info["x_distance"]``: torso x displacement since reset (m). A lifetime
+ends when the torso tilts more than 60 degrees from upright, where the deploy path's orientation guard
+stops a real robot. Control period 20 ms (50 Hz); ``tick_jitter`` (s) makes each tick last a random whole
+number of physics steps within +-jitter of it, drawn from the environment's generator (domain
+randomisation of the control rate).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from sim.mujoco_quadruped import MujocoQuadruped
+from sim.quadruped import LEGS
+from sim.servo import Servos, ServoSpec
+
+JOINTS = tuple(f"{part}_{leg}" for leg in LEGS for part in ("hip", "knee"))
+AMPLITUDE = 0.7  # rad of servo target per unit of action
+SERVO = ServoSpec(
+    stall_torque=0.2,  # N m: 2 kgf cm, micro metal-gear servo class
+    no_load_speed=10.0,  # rad/s: 0.1 s per 60 degrees
+    proportional_band=0.15,  # rad: full drive from 8.6 degrees of error
+    dead_band=0.009,  # rad: 5 us of pulse width
+    latency=0.015,  # s: serial frame, firmware loop, next PWM pulse
+)
+START_HEIGHT = 0.095  # m: torso centre at reset, feet a few mm above the floor
+SAFE_POSE = (-0.5, 1.0) * len(LEGS)  # rad, hip and knee per leg: a crouch, belly 3 cm above the floor
+VELOCITY_SCALE = 0.1
+MAX_TILT_COS = 0.5  # cos 60 degrees: torso z axis this far from vertical ends the lifetime
+OBS_SIZE = 14
+
+
+def model_path() -> str:
+    return str(resources.files("sim") / "assets" / "servo_quad.xml")
+
+
+class ServoQuadEnv(MujocoQuadruped):
+    """The servo quadruped with a damage-able body. Damage is undone by :meth:`reset`."""
+
+    joints = JOINTS
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    early_stop = (200, 75)  # 4 s, then 1.5 s without a new best distance (the Ant's 1.5 s)
+    settle_ticks = 50  # 1 s of the neutral stance before control starts
+
+    def __init__(
+        self,
+        frame_skip: int = 10,
+        reset_noise_scale: float = 0.05,
+        tick_jitter: float = 0.0,
+        render_mode: str | None = None,
+        width: int = 640,
+        height: int = 480,
+    ) -> None:
+        self.reset_noise_scale = reset_noise_scale
+        self.tick_jitter = tick_jitter
+        self.servos = Servos(SERVO, len(JOINTS))
+        super().__init__(mujoco.MjSpec.from_file(model_path()), frame_skip, render_mode, width, height)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (OBS_SIZE,), np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, (len(JOINTS),), np.float32)
+        ranges = self.model.jnt_range[[self.model.joint(j).id for j in JOINTS]]
+        self.joint_lower, self.joint_upper = ranges[:, 0].copy(), ranges[:, 1].copy()
+        self.commanded = np.zeros(len(JOINTS))
+
+    # --- servos ------------------------------------------------------------------------------
+    def command(self, target: np.ndarray) -> None:
+        """Send joint targets (rad from the neutral stance) to the servos, as the firmware would."""
+        self.commanded = np.clip(target, self.joint_lower, self.joint_upper)
+        self.servos.command(self.commanded, self.data.time)
+
+    def physics_step(self) -> None:
+        """One physics step with the servos' torques (the emulated firmware steps the robot so too)."""
+        data = self.data
+        data.ctrl[:] = self.servos.torque(data.time, data.qpos[self._qpos_adr], data.qvel[self._qvel_adr])
+        mujoco.mj_step(self.model, data)
+
+    def _substeps(self) -> int:
+        if self.tick_jitter <= 0:
+            return self.frame_skip
+        spread = round(self.tick_jitter / self.model.opt.timestep)
+        return self.frame_skip + int(self.np_random.integers(-spread, spread + 1))
+
+    # --- sensing -----------------------------------------------------------------------------
+    def gravity(self) -> np.ndarray:
+        """Unit gravity direction in the torso frame (what the IMU's roll and pitch say), from the
+        torso's orientation now (``data.xmat`` lags a physics step behind ``qpos`` after a step)."""
+        w, x, y, z = self.data.qpos[3:7]
+        return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.gravity(), VELOCITY_SCALE * self.data.qvel[3:6], self.commanded])
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "x_distance": float(self.data.qpos[0] - self._x0),
+            "x_position": float(self.data.qpos[0]),
+            "damage": list(self.damage),
+        }
+
+    # --- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.restore_body()
+        mujoco.mj_resetData(self.model, self.data)
+        noise = self.reset_noise_scale
+        self.data.qpos[2] = START_HEIGHT
+        self.data.qpos[self._qpos_adr] = self.np_random.uniform(-noise, noise, len(JOINTS))
+        mujoco.mj_forward(self.model, self.data)
+        self.commanded = np.zeros(len(JOINTS))
+        self.servos.reset(self.commanded)
+        self._x0 = float(self.data.qpos[0])
+        return self._obs(), self._info()
+
+    def step(self, action: np.ndarray):
+        x_before = float(self.data.qpos[0])
+        self.command(AMPLITUDE * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0))
+        substeps = self._substeps()
+        for _ in range(substeps):
+            self.physics_step()
+        obs = self._obs()
+        speed = (float(self.data.qpos[0]) - x_before) / (substeps * self.model.opt.timestep)
+        finite = bool(np.all(np.isfinite(obs)))
+        terminated = not finite or -obs[2] < MAX_TILT_COS
+        if not finite:
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        return obs, speed, terminated, False, self._info()

@@ -1,0 +1,165 @@
+"""The servo quadruped: a valid environment, servos that behave like hobby servos, a hobby robot's senses."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim
+from controller.cli import main as controller
+from sim.mujoco_quadruped import leg_geom
+from sim.servo_quad import AMPLITUDE, JOINTS, SERVO
+
+HIP_1 = JOINTS.index("hip_1")
+
+
+@pytest.mark.parametrize(
+    "damage", [[], ["cut-leg:1", "lock:knee_2", "weaken:hip_3:0.5", "latency:2", "obs-noise:0.01"]]
+)
+def test_check_env(damage):
+    check_env(sim.make("servo-quad", damage), skip_render_check=True)
+
+
+def test_body_and_interface():
+    env = sim.make("servo-quad")
+    robot = env.unwrapped
+    assert robot.total_mass() == pytest.approx(0.29, abs=1e-3)
+    assert robot.dt == pytest.approx(0.02)
+    assert robot.joints == JOINTS and robot.legs == (1, 2, 3, 4)
+    model = robot.model
+    assert [model.actuator(i).name for i in range(model.nu)] == list(JOINTS)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (14,) and env.action_space.shape == (8,)
+
+
+def floating(latency: float | None = None):
+    """The robot in the air without gravity, joints at rest at 0: only its servos move it."""
+    env = sim.make("servo-quad", reset_noise_scale=0.0)
+    env.reset(seed=0)
+    robot = env.unwrapped
+    robot.model.opt.gravity[:] = 0.0
+    robot.data.qpos[2] = 1.0
+    mujoco.mj_forward(robot.model, robot.data)
+    if latency is not None:
+        robot.servos.latency = latency
+    return robot
+
+
+def step_response(robot, target: float, steps: int):
+    """Command hip_1 to ``target``; its angle, speed and servo torque at every physics step after."""
+    command = np.zeros(8)
+    command[HIP_1] = target
+    sent = robot.data.time
+    robot.command(command)
+    dof = robot.model.joint("hip_1").dofadr[0]
+    rows = []
+    for _ in range(steps):
+        start = robot.data.time - sent
+        robot.physics_step()
+        data = robot.data
+        rows.append((start, data.qpos[robot._qpos_adr[HIP_1]], data.qvel[dof], data.actuator_force[HIP_1]))
+    # per physics step: its start (s after sending), then angle (rad), speed (rad/s) at its end, torque (N m)
+    return np.array(rows)
+
+
+def test_a_step_target_is_reached_no_faster_than_the_speed_limit():
+    robot = floating(latency=0.0)
+    response = step_response(robot, AMPLITUDE, 300)
+    time, angle, speed = response[:, 0], response[:, 1], response[:, 2]
+    assert np.abs(speed).max() <= SERVO.no_load_speed * 1.001
+    reached = np.flatnonzero(np.abs(angle - AMPLITUDE) < SERVO.dead_band)
+    assert reached.size, "the servo never reached its target"
+    assert time[reached[0]] >= AMPLITUDE / SERVO.no_load_speed
+
+
+def test_torque_saturates_at_the_stall_torque():
+    robot = floating(latency=0.0)
+    torque = step_response(robot, AMPLITUDE, 100)[:, 3]
+    assert np.abs(torque).max() <= SERVO.stall_torque + 1e-12
+    assert torque[0] == pytest.approx(SERVO.stall_torque, rel=1e-3)  # full error, at rest: stall
+    weak = floating(latency=0.0)
+    weak.servos.strength[:] = 0.5
+    assert np.abs(step_response(weak, AMPLITUDE, 100)[:, 3]).max() == pytest.approx(0.5 * SERVO.stall_torque)
+
+
+@pytest.mark.parametrize("latency", [SERVO.latency, 0.03])
+def test_commands_take_effect_after_the_latency(latency):
+    robot = floating(latency=latency)
+    response = step_response(robot, 0.3, 40)
+    acting = np.flatnonzero(response[:, 3] != 0.0)
+    first = response[acting[0], 0]  # time (after sending) of the first step the servo drives
+    step = robot.model.opt.timestep
+    assert latency <= first + 1e-9 < latency + step + 1e-9
+    assert np.all(response[: acting[0], 1] == 0.0)  # nothing moved before
+
+
+def test_errors_inside_the_dead_band_are_not_driven():
+    robot = floating(latency=0.0)
+    assert not np.any(step_response(robot, 0.5 * SERVO.dead_band, 20)[:, 3])
+    assert np.any(step_response(robot, 2.0 * SERVO.dead_band, 20)[:, 3])
+
+
+def test_observation_is_what_the_robot_senses():
+    env = sim.make("servo-quad")
+    obs, _ = env.reset(seed=0)
+    assert obs[:3] == pytest.approx([0.0, 0.0, -1.0], abs=0.05)  # standing level
+    action = np.linspace(-1.0, 1.0, 8)
+    obs, *_ = env.step(action)
+    assert obs[6:] == pytest.approx(AMPLITUDE * action)  # the commanded angles
+    assert np.linalg.norm(obs[:3]) == pytest.approx(1.0)
+    # no global position or heading: move and turn the whole robot, the observation stays the same
+    robot = env.unwrapped
+    before = robot._obs()
+    robot.data.qpos[0:2] += (3.0, -2.0)
+    half = 0.6
+    turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
+    mujoco.mju_mulQuat(robot.data.qpos[3:7], turn, robot.data.qpos[3:7].copy())
+    mujoco.mj_forward(robot.model, robot.data)
+    assert robot._obs() == pytest.approx(before)
+
+
+def trot(env, ticks: int, seed: int = 0) -> tuple[float, bool]:
+    """A hand-written trot (diagonal legs together, knees a quarter cycle behind the hips), 2.5 Hz."""
+    _, info = env.reset(seed=seed)
+    for _ in range(env.unwrapped.settle_ticks):
+        env.step(np.zeros(8))
+    phase = np.repeat([0.0, np.pi, 0.0, np.pi], 2) + np.tile([0.0, np.pi / 2], 4)
+    for tick in range(ticks):
+        _, _, terminated, _, info = env.step(0.5 * np.sin(2 * np.pi * 2.5 * tick * env.unwrapped.dt + phase))
+        if terminated:
+            return info["x_distance"], True
+    return info["x_distance"], False
+
+
+def test_the_model_walks_with_a_hand_written_trot():
+    distance, fell = trot(sim.make("servo-quad"), 500)
+    assert not fell and distance > 0.5  # m in 10 s
+
+
+def test_tipping_over_ends_the_lifetime():
+    env = sim.make("servo-quad")
+    env.reset(seed=0)
+    robot = env.unwrapped
+    robot.data.qpos[3:7] = [np.cos(0.6), np.sin(0.6), 0.0, 0.0]  # rolled 69 degrees
+    robot.data.qpos[2] = 0.2
+    assert env.step(np.zeros(8))[2]
+
+
+def test_cut_leg_removes_the_segment_and_its_contacts():
+    env = sim.make("servo-quad", ["cut-leg:2"])
+    env.reset(seed=0)
+    robot = env.unwrapped
+    assert robot.total_mass() == pytest.approx(0.29 - 0.008, abs=1e-4)
+    gid = robot.model.geom(leg_geom(2)).id
+    for _ in range(100):
+        env.step(np.zeros(8))
+        contact = robot.data.contact[: robot.data.ncon]
+        assert gid not in contact.geom1 and gid not in contact.geom2
+
+
+def test_controller_runs_the_robot_with_a_leg_cut(capsys):
+    assert controller(["--sim", "servo-quad", "--cut-leg", "2", "--steps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "PLACEHOLDER" in out and "damage: cut-leg:2" in out and "control period 20 ms" in out
