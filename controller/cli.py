@@ -58,6 +58,12 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", default="auto", help="network backend: auto (numba if installed), numpy, numba, onnx"
     )
+    parser.add_argument(
+        "--randomise",
+        metavar="FILE",
+        help="domain randomisation config (YAML), drawn afresh every lifetime, e.g. "
+        "launch/servo_quad_randomisation.yaml (docs/robots.md)",
+    )
 
 
 def _damages(args: argparse.Namespace) -> list[str]:
@@ -69,7 +75,7 @@ def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
 
     if args.sim is None:
         raise UserError("no robot given: add --sim ant (or --serial PORT for a real robot)")
-    env = sim.make(args.sim, _damages(args), **kwargs)
+    env = sim.make(args.sim, _damages(args), randomise=args.randomise, **kwargs)
     obs_shape = env.observation_space.shape
     if obs_shape != genome.spec.obs_shape or env.action_space.shape[0] != genome.action_size:
         raise UserError(
@@ -215,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     network.tick(np.zeros(genome.spec.obs_shape))  # compile/warm the backend outside the timed loop
     print(f"genome: {_describe(genome, args.genome or args.sim)}; backend {network.backend}")
     damage = ", ".join(_damages(args)) or "none"
-    print(f"task: {args.sim}, control period {env.unwrapped.dt * 1e3:.0f} ms, damage: {damage}")
+    randomised = f", randomised by {args.randomise}" if args.randomise else ""
+    print(f"task: {args.sim}, control period {env.unwrapped.dt * 1e3:.0f} ms, damage: {damage}{randomised}")
     callbacks: list[Any] = []
     if args.log:
         callbacks.append(_Telemetry(Path(args.log), network, env.unwrapped.dt))
@@ -265,6 +272,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "genome": args.genome,
         "task": args.sim,
         "damage": _damages(args),
+        "randomise": args.randomise,
         "lifetimes": args.lifetimes,
         "steps": args.steps,
         f"{kind}_mean": float(scores.mean()),

@@ -10,15 +10,16 @@ import os
 # MuJoCo picks its rendering backend when first imported, so this runs before any simulator module.
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set MUJOCO_GL=osmesa to override
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import import_module
 from typing import Any
 
 import gymnasium
 
 from sim.damage import SpecError, apply_damage
+from sim.randomise import Randomisation, apply_randomisation, load_randomisation
 
-__all__ = ["TASKS", "SpecError", "make"]
+__all__ = ["TASKS", "Randomisation", "SpecError", "make"]
 
 # task id -> gymnasium id, "module:class" of the environment
 TASKS: dict[str, tuple[str, str]] = {
@@ -38,12 +39,19 @@ def _register() -> None:
 _register()
 
 
-def make(task: str, damages: Sequence[str] = (), seed: int | None = None, **kwargs: Any) -> gymnasium.Env:
-    """Build a task's environment with its damage wrappers.
+def make(
+    task: str,
+    damages: Sequence[str] = (),
+    seed: int | None = None,
+    randomise: Randomisation | Mapping[str, Any] | str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> gymnasium.Env:
+    """Build a task's environment with its damage wrappers and, given a config (a
+    :class:`Randomisation`, a mapping or a YAML file; :mod:`sim.randomise`), domain randomisation.
 
     ``seed``, when given, seeds the first reset's generator (pass it to ``reset`` as well to be explicit).
     Raises :class:`SpecError` for an unknown task, a task whose optional simulator is not installed,
-    or a damage that does not fit the robot.
+    a damage that does not fit the robot, or a bad randomisation config.
     """
     if task not in TASKS:
         raise SpecError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -55,4 +63,5 @@ def make(task: str, damages: Sequence[str] = (), seed: int | None = None, **kwar
     env = env_class(**kwargs)
     if seed is not None:
         env.reset(seed=seed)
-    return apply_damage(env, damages)
+    env = apply_damage(env, damages)
+    return env if randomise is None else apply_randomisation(env, load_randomisation(randomise))

@@ -6,6 +6,10 @@ A robot subclass builds its intact spec (with leg N's lower segment geom named
 edits the spec and recompiles with the simulation state kept (so a leg can be cut at any tick),
 and restores the intact body on :meth:`restore_body`. The damage methods are the vocabulary
 :mod:`sim.damage` drives: ``cut_leg``, ``shorten_leg``, ``lock_joint``, ``weaken_joint``.
+
+Domain randomisation (:mod:`sim.randomise`) changes compiled model fields (masses, friction) with
+:meth:`MujocoQuadruped.tune_model`; a recompile starts again from the spec, so the tuning is
+re-applied after every one, until the next reset.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class MujocoQuadruped(Quadruped):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     camera = "track"
+    sensed = slice(None)  # observation channels read from sensors (the rest the robot knows exactly)
 
     def __init__(
         self,
@@ -45,6 +50,7 @@ class MujocoQuadruped(Quadruped):
         self._size = (height, width)
         self._renderer: mujoco.Renderer | None = None
         self._body_damaged = False
+        self.model_tuning: Callable[[mujoco.MjModel], None] | None = None
         self._compile(self._intact.copy())
         self.damage: list[str] = []
 
@@ -53,7 +59,14 @@ class MujocoQuadruped(Quadruped):
         self.mjspec = spec
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
+        self._after_compile()
+
+    def _after_compile(self) -> None:
+        """Look the joints up again and re-apply the lifetime's model tuning to the new model."""
         self._index()
+        if self.model_tuning is not None:
+            self.model_tuning(self.model)
+            mujoco.mj_setConst(self.model, mujoco.MjData(self.model))  # derived masses, inverse weights
 
     def _index(self) -> None:
         """Addresses of the joints in qpos/qvel, looked up by name (they survive recompiles)."""
@@ -67,14 +80,22 @@ class MujocoQuadruped(Quadruped):
         edit(self.mjspec)
         self.model, self.data = self.mjspec.recompile(self.model, self.data)
         self._body_damaged = True
-        self._index()
+        self._after_compile()
 
     def restore_body(self) -> None:
-        """Undo every body edit (a fresh model and data when the body was damaged) and the list."""
-        if self._body_damaged:
+        """Undo every body edit and model tuning (a fresh model and data if there was any), clear
+        the damage list."""
+        if self._body_damaged or self.model_tuning is not None:
+            self.model_tuning = None
             self._compile(self._intact.copy())
         self.damage = []
         self._body_damaged = False
+
+    def tune_model(self, tuning: Callable[[mujoco.MjModel], None]) -> None:
+        """Apply ``tuning`` (edits of compiled model fields) now and after every recompile until the
+        next reset. It must set fields from their compiled values (scale them once), not accumulate."""
+        self.model_tuning = tuning
+        self._after_compile()
 
     # --- damage (the vocabulary every simulated robot offers; see sim.damage) ---------------------
     def cut_leg(self, leg: int) -> None:

@@ -50,10 +50,13 @@ class Servos:
         self._pending: deque[tuple[float, np.ndarray]] = deque()
 
     def reset(self, target: np.ndarray) -> None:
-        """A new lifetime: the servos hold ``target`` and nothing is in flight."""
+        """A new lifetime: nominal servos holding ``target``, nothing in flight."""
         self.target = np.array(target, dtype=np.float64)
         self._pending.clear()
         self.limp = False
+        self.strength[:] = 1.0
+        self.speed[:] = 1.0
+        self.latency = self.spec.latency
 
     def command(self, target: np.ndarray, now: float) -> None:
         """Send a target (rad); the servos act on it ``latency`` seconds after ``now``."""
