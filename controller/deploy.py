@@ -31,6 +31,7 @@ from controller.genome import load_genome
 from controller.network import FeedForward
 from firmware_bridge.errors import BridgeError, ConfigError
 from firmware_bridge.link import Link, clock_us
+from firmware_bridge.profile import load_profile
 from firmware_bridge.protocol import (
     FAULT_WATCHDOG,
     REASON_HOST_FAULT,
@@ -46,6 +47,7 @@ from firmware_bridge.robot import Adapter, RobotConfig, load_robot, shipped_robo
 from firmware_bridge.safety import Ramp, Safety, SafetyTrip
 
 STATUS_INTERVAL_S = 0.2
+DEFAULT_RATE_HZ = 50.0
 
 
 def add_serial_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +60,13 @@ def add_serial_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CONFIG",
         help=f"robot config: YAML path or shipped name ({', '.join(shipped_robots())})",
     )
-    group.add_argument("--rate", type=float, default=50.0, metavar="HZ", help="control rate (default 50)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help="deploy profile (YAML): robot, rate, genome, calibration, baud "
+        "(e.g. launch/servo_quad_serial.yaml); flags given here win",
+    )
+    group.add_argument("--rate", type=float, metavar="HZ", help=f"control rate (default {DEFAULT_RATE_HZ:g})")
     group.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     group.add_argument("--baud", type=int, help="baud rate (default: the robot config's)")
     group.add_argument(
@@ -369,13 +377,19 @@ def deploy(args: argparse.Namespace) -> int:
 
 def run_serial(args: argparse.Namespace) -> int:
     """The ``--serial`` branch of ``controller``: bridge errors become the CLI's one-line errors."""
-    if not args.robot:
-        raise UserError(
-            f"--serial needs --robot CONFIG (a YAML path or one of {', '.join(shipped_robots())})"
-        )
-    if args.rate <= 0 or (args.duration is not None and args.duration <= 0):
-        raise UserError("--rate and --duration must be positive")
     try:
+        if args.config:
+            for key, value in load_profile(args.config).values().items():
+                if getattr(args, key) is None:  # a flag given on the command line wins
+                    setattr(args, key, value)
+        if not args.robot:
+            raise UserError(
+                f"--serial needs --robot CONFIG (a YAML path or one of {', '.join(shipped_robots())}) "
+                "or --config PROFILE"
+            )
+        args.rate = DEFAULT_RATE_HZ if args.rate is None else args.rate
+        if args.rate <= 0 or (args.duration is not None and args.duration <= 0):
+            raise UserError("--rate and --duration must be positive")
         return deploy(args)
     except BridgeError as exc:
         raise UserError(str(exc)) from None

@@ -1,6 +1,6 @@
 """The ``firmware-bridge`` command: emulate a robot's firmware on a pty, or probe a serial robot.
 
-firmware-bridge emulate --robot ant [--fault drop:0.01,corrupt:0.01,delay:5ms] [--state-rate 250]
+firmware-bridge emulate --robot ant|servo-quad [--fault drop:0.01,corrupt:0.01,delay:5ms] [--state-rate 250]
 firmware-bridge probe PORT [--baud 1000000]
 """
 
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         help="play a robot's firmware on a pseudo-terminal, with MuJoCo as the robot",
         description="Open a pty, print its path and play the robot's microcontroller until Ctrl-C.",
     )
-    em.add_argument("--robot", default="ant", help="emulated robot (ant)")
+    em.add_argument("--robot", default="ant", help="emulated robot: ant, servo-quad")
     em.add_argument("--fault", default="", metavar="SPEC", help=f"link faults, e.g. {EXAMPLE}")
     em.add_argument("--state-rate", type=int, default=250, metavar="HZ", help="STATE rate (default 250)")
     em.add_argument(

@@ -23,6 +23,7 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -71,6 +72,28 @@ class Sensors:
     gyro: np.ndarray  # rad/s, body frame
     contacts: int  # bit per foot
     base: BaseEstimate | None
+
+
+class Body(Protocol):
+    """The simulated hardware the firmware drives: motor commands in, sensors out, one physics step."""
+
+    name: str
+    control_mode: int
+    capabilities: int
+    joint_names: tuple[str, ...]
+    joint_lower: tuple[float, ...]
+    joint_upper: tuple[float, ...]
+    n_feet: int
+    dt: float
+    start_x: float
+
+    @property
+    def x(self) -> float: ...
+    def drive(self, command: np.ndarray) -> None: ...
+    def hold(self) -> None: ...
+    def release(self) -> None: ...
+    def step(self) -> None: ...
+    def sense(self) -> Sensors: ...
 
 
 class AntBody:
@@ -139,7 +162,13 @@ class AntBody:
         )
 
 
-BODIES: dict[str, Callable[..., AntBody]] = {"ant": AntBody}
+def _servo_quad(seed: int = 0, physics_hz: float = 500.0) -> Body:
+    from firmware_bridge.servo_body import ServoQuadBody  # it imports this module: load on demand
+
+    return ServoQuadBody(seed, physics_hz)
+
+
+BODIES: dict[str, Callable[..., Body]] = {"ant": AntBody, "servo-quad": _servo_quad}
 
 
 @dataclass
@@ -161,7 +190,7 @@ class Firmware:
     (motors off) that only a new HELLO clears.
     """
 
-    body: AntBody
+    body: Body
     state_rate_hz: int = 250
     max_rate_hz: int = 500
     watchdog_ms: int = 100

@@ -37,12 +37,20 @@ from firmware_bridge.protocol import (
 OBSERVATION_BLOCKS = {
     "height": True,
     "quaternion": False,
+    "gravity": False,
     "joint_positions": False,
     "joint_velocities": False,
     "linear_velocity": True,
     "angular_velocity": False,
     "contacts": False,
 }
+
+
+def gravity_direction(quaternion: tuple[float, ...]) -> np.ndarray:
+    """Unit gravity direction in the body frame from a body-to-world quaternion w, x, y, z: the IMU's
+    roll and pitch without its yaw, which drifts and means nothing to a walker."""
+    w, x, y, z = quaternion
+    return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class RobotConfig:
         return any(OBSERVATION_BLOCKS[block] for block, _ in self.observation)
 
     def block_size(self, block: str) -> int:
-        sizes = {"height": 1, "quaternion": 4, "linear_velocity": 3, "angular_velocity": 3}
+        sizes = {"height": 1, "quaternion": 4, "gravity": 3, "linear_velocity": 3, "angular_velocity": 3}
         sizes.update(joint_positions=len(self.joints), joint_velocities=len(self.joints), contacts=self.feet)
         return sizes[block]
 
@@ -118,7 +126,7 @@ class RobotConfig:
             for name, cal, lo, hi in zip(
                 self.joints, self.calibration, info.joint_lower, info.joint_upper, strict=True
             ):
-                if cal.lower < lo or cal.upper > hi:
+                if np.float32(cal.lower) < lo or np.float32(cal.upper) > hi:  # INFO carries float32
                     raise ConfigError(
                         f"calibration limits of {name} [{cal.lower:g}, {cal.upper:g}] rad exceed the robot's "
                         f"[{lo:g}, {hi:g}] rad; narrow them in the calibration file"
@@ -311,6 +319,8 @@ class Adapter:
             return self.sign * np.asarray(state.joint_vel)
         if block == "quaternion":
             return state.quaternion
+        if block == "gravity":
+            return gravity_direction(state.quaternion)
         if block == "angular_velocity":
             return state.gyro
         if block == "contacts":

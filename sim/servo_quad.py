@@ -71,6 +71,7 @@ class ServoQuadEnv(MujocoQuadruped):
     def __init__(
         self,
         frame_skip: int = 10,
+        timestep: float = 0.002,
         reset_noise_scale: float = 0.05,
         tick_jitter: float = 0.0,
         render_mode: str | None = None,
@@ -80,7 +81,9 @@ class ServoQuadEnv(MujocoQuadruped):
         self.reset_noise_scale = reset_noise_scale
         self.tick_jitter = tick_jitter
         self.servos = Servos(SERVO, len(JOINTS))
-        super().__init__(mujoco.MjSpec.from_file(model_path()), frame_skip, render_mode, width, height)
+        intact = mujoco.MjSpec.from_file(model_path())
+        intact.option.timestep = timestep
+        super().__init__(intact, frame_skip, render_mode, width, height)
         self.observation_space = spaces.Box(-np.inf, np.inf, (OBS_SIZE,), np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (len(JOINTS),), np.float32)
         ranges = self.model.jnt_range[[self.model.joint(j).id for j in JOINTS]]

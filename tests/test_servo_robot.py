@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import re
+import signal
+from pathlib import Path
+
 import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_bridge_serial import Process
 
 import sim
 from controller.cli import main as controller
+from controller.genome import Genome, save_genome
+from controller.network import NetworkSpec
+from firmware_bridge.robot import gravity_direction, load_robot
 from sim.mujoco_quadruped import leg_geom
 from sim.servo_quad import AMPLITUDE, JOINTS, SERVO
 
+ROOT = Path(__file__).resolve().parents[1]
 HIP_1 = JOINTS.index("hip_1")
 
 
@@ -163,3 +173,71 @@ def test_controller_runs_the_robot_with_a_leg_cut(capsys):
     assert controller(["--sim", "servo-quad", "--cut-leg", "2", "--steps", "50"]) == 0
     out = capsys.readouterr().out
     assert "PLACEHOLDER" in out and "damage: cut-leg:2" in out and "control period 20 ms" in out
+
+
+def test_the_bridge_computes_the_same_gravity_direction_as_the_simulator():
+    env = sim.make("servo-quad")
+    env.reset(seed=0)
+    robot = env.unwrapped
+    robot.data.qpos[3:7] = [0.9, 0.2, -0.3, 0.25]
+    robot.data.qpos[3:7] /= np.linalg.norm(robot.data.qpos[3:7])
+    assert gravity_direction(tuple(robot.data.qpos[3:7])) == pytest.approx(robot.gravity())
+    config = load_robot("servo-quad")
+    assert config.obs_size == env.observation_space.shape[0] and config.joints == JOINTS
+
+
+def still_genome(path: Path) -> Path:
+    """Rules that never change the small random weights: small actions, a robot that stands."""
+    spec = NetworkSpec((14, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
+    vector = np.zeros(Genome.parameter_count("hebbian", spec))
+    return save_genome(Genome.from_vector("hebbian", spec, "servo-quad", vector), path)
+
+
+def test_emulated_robot_runs_a_genome_over_serial_with_the_deploy_profile(tmp_path):
+    """Done-when: firmware-bridge emulate --robot servo-quad, then
+    controller --serial PORT --config launch/servo_quad_serial.yaml, end to end."""
+    emulator = Process("firmware_bridge.cli", "emulate", "--robot", "servo-quad")
+    port = re.search(r"on (/dev/\S+)", emulator.wait_for(r"on /dev/")).group(1)
+    log = tmp_path / "run.csv"
+    profile = str(ROOT / "launch" / "servo_quad_serial.yaml")
+    genome = str(still_genome(tmp_path / "still.npz"))
+    args = ("--serial", port, "--config", profile, "--genome", genome, "--duration", "2", "--log", str(log))
+    rc, stdout, stderr = Process("controller.cli", *args).finish()
+    emulator_rc, _, emulator_err = emulator.finish(signal.SIGTERM)
+    assert rc == 0, stderr
+    assert emulator_rc == 0, emulator_err
+    assert "control at 50 Hz for 2 s" in stdout  # the profile's rate
+    assert "stopped: duration reached (2 s); SAFE_POSE sent" in stdout
+    assert "crc errors 0, rejected frames 0, dropped 0" in stdout
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert f"{len(rows)} commands applied" in emulator.wait_for("emulator stopped after")
+    run = [r for r in rows if r["phase"] == "run"]
+    assert run and {r["phase"] for r in rows} == {"ramp", "run"}
+    obs = np.array([[float(r[f"obs_{i}"]) for i in range(14)] for r in run])
+    sent = np.array([[float(r[f"command_{i}"]) for i in range(8)] for r in run])
+    assert np.allclose(obs[:, :3], [0.0, 0.0, -1.0], atol=0.05)  # standing, from the IMU
+    assert np.allclose(obs[1:, 6:], sent[:-1], atol=1e-6)  # each tick sees the last command it sent
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        ("robot: servo-quad\n", "missing key 'rate'"),
+        ("robot: servo-quad\nrate: 50\nspeed: 2\n", "unknown keys ['speed']"),
+        ("robot: servo-quad\nrate: -5\n", "rate must be a positive number"),
+        ("robot: [servo-quad]\nrate: 50\n", "robot must be a name or a path"),
+    ],
+)
+def test_a_bad_deploy_profile_is_a_one_line_error(profile, message, tmp_path, capsys):
+    path = tmp_path / "profile.yaml"
+    path.write_text(profile)
+    assert controller(["--serial", "/dev/null-robot", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_flags_win_over_the_deploy_profile(capsys):
+    profile = str(ROOT / "launch" / "servo_quad_serial.yaml")
+    assert controller(["--serial", "/dev/null-robot", "--config", profile, "--rate", "0"]) == 2
+    assert "--rate and --duration must be positive" in capsys.readouterr().err
