@@ -31,6 +31,7 @@ from controller.genome import load_genome
 from controller.network import FeedForward
 from firmware_bridge.errors import BridgeError, ConfigError
 from firmware_bridge.link import Link, clock_us
+from firmware_bridge.opencat import OpenCatLink
 from firmware_bridge.profile import load_profile
 from firmware_bridge.protocol import (
     FAULT_WATCHDOG,
@@ -332,7 +333,11 @@ def deploy(args: argparse.Namespace) -> int:
     robot = load_robot(args.robot, args.calibration)
     genome_name = args.genome or robot.genome
     genome = load_genome(genome_name, task=robot.task, obs_size=robot.obs_size, action_size=len(robot.joints))
-    with Link.open(args.serial, args.baud or robot.baud, late_s=1.0 / args.rate) as link:
+    if robot.link == "opencat":  # a stock OpenCat robot, driven through its own serial protocol
+        link: Link | OpenCatLink = OpenCatLink.open(args.serial, robot.joints, args.baud or robot.baud)
+    else:
+        link = Link.open(args.serial, args.baud or robot.baud, late_s=1.0 / args.rate)
+    with link:
         network = genome.build(args.backend)
         network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop
         network.reset(np.random.default_rng([args.seed, 1]))

@@ -1,7 +1,9 @@
 """Robot configs and calibration, and the adapter between the wire and the genome.
 
 A robot config (YAML) says what the robot is (joints in order, feet, control mode), how to build
-the genome's observation vector from STATE, the safety limits, and which calibration file to use.
+the genome's observation vector from STATE, the safety limits, and which calibration file to use;
+``link`` says what its firmware speaks: ``bridge`` (docs/protocol.md, the default) or ``opencat``
+(stock OpenCat firmware, ``firmware_bridge/opencat.py``).
 The calibration maps each joint between the genome's convention and the robot's:
 
     observed angle  = sign * (robot angle - offset)            (rad; velocities: sign * robot velocity)
@@ -32,6 +34,8 @@ from firmware_bridge.protocol import (
     Info,
     State,
 )
+
+LINKS = ("bridge", "opencat")
 
 # observation block -> whether it needs the STATE base estimate block
 OBSERVATION_BLOCKS = {
@@ -84,6 +88,7 @@ class RobotConfig:
     safety: SafetyConfig
     calibration: tuple[JointCalibration, ...]
     source: str
+    link: str = "bridge"  # one of LINKS: what the robot's firmware speaks
 
     @property
     def needs_base_estimate(self) -> bool:
@@ -244,6 +249,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
         "observation",
         "safety",
         "calibration",
+        "link",
     }
     if set(data) - known:
         raise _fail(source, f"unknown keys {sorted(set(data) - known)}; known: {', '.join(sorted(known))}")
@@ -273,6 +279,9 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
     joint_cal = _calibration(cal_path, tuple(joints))
     if mode == "effort" and any(c.lower < -1.0 or c.upper > 1.0 for c in joint_cal):
         raise ConfigError(f"calibration file {cal_path}: effort limits must lie within [-1, 1]")
+    link = data.get("link", "bridge")
+    if link not in LINKS:
+        raise _fail(source, f"link {link!r} must be one of {', '.join(LINKS)}")
     feet = data.get("feet", 0)
     baud = data.get("baud", 1_000_000)
     if not isinstance(feet, int) or not isinstance(baud, int) or feet < 0 or baud <= 0:
@@ -289,6 +298,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
         safety=safety,
         calibration=joint_cal,
         source=source,
+        link=link,
     )
 
 
