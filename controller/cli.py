@@ -62,7 +62,7 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--randomise",
         metavar="FILE",
         help="domain randomisation config (YAML), drawn afresh every lifetime, e.g. "
-        "launch/servo_quad_randomisation.yaml (docs/robots.md)",
+        "launch/randomisation/servo_quad.yaml (docs/robots.md)",
     )
 
 

@@ -36,6 +36,7 @@ from firmware_bridge.opencat import SLOTS, slot
 from firmware_bridge.servo_body import ServoQuadBody
 
 MODEL, VERSION = "Bittle", "emulated"
+PROFILE = "launch/servo_quad_opencat_serial.yaml"
 NEUTRAL_DEGREES = 30  # OpenCat's "balance" posture: every hip and knee at 30 degrees
 SERIAL_GAP_S = 0.005  # a lower-case command without a newline ends after this much silence
 REST_LIMP_S = 0.5  # 'd': servos off this long after the rest posture is sent
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, on_signal)
     quiet = " (silent)" if args.silent else ""
     print(f"emulating OpenCat firmware{quiet} with robot servo-quad on {path}", flush=True)
-    print(f"connect with: controller --serial {path} --config launch/servo_quad_opencat.yaml", flush=True)
+    print(f"connect with: controller --serial {path} --config {PROFILE}", flush=True)
     end = math.inf if args.duration is None else time.monotonic() + args.duration
 
     def stopped() -> bool:

@@ -14,7 +14,7 @@ from sim.randomise import Randomisation, RandomisationError, load_randomisation
 from sim.servo_quad import SERVO
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "launch" / "servo_quad_randomisation.yaml"
+CONFIG = ROOT / "launch" / "randomisation" / "servo_quad.yaml"
 
 
 def lifetime(env, seed: int, ticks: int = 30):
