@@ -131,13 +131,14 @@ def test_observation_is_what_the_robot_senses():
 
 
 def trot(env, ticks: int, seed: int = 0) -> tuple[float, bool]:
-    """A hand-written trot (diagonal legs together, knees a quarter cycle behind the hips), 2.5 Hz."""
+    """A hand-written trot (diagonal legs together, knees a quarter cycle behind the hips), 2.5 Hz,
+    0.4 of the action range."""
     _, info = env.reset(seed=seed)
     for _ in range(env.unwrapped.settle_ticks):
         env.step(np.zeros(8))
     phase = np.repeat([0.0, np.pi, 0.0, np.pi], 2) + np.tile([0.0, np.pi / 2], 4)
     for tick in range(ticks):
-        _, _, terminated, _, info = env.step(0.5 * np.sin(2 * np.pi * 2.5 * tick * env.unwrapped.dt + phase))
+        _, _, terminated, _, info = env.step(0.4 * np.sin(2 * np.pi * 2.5 * tick * env.unwrapped.dt + phase))
         if terminated:
             return info["x_distance"], True
     return info["x_distance"], False
@@ -145,7 +146,7 @@ def trot(env, ticks: int, seed: int = 0) -> tuple[float, bool]:
 
 def test_the_model_walks_with_a_hand_written_trot():
     distance, fell = trot(sim.make("servo-quad"), 500)
-    assert not fell and distance > 0.5  # m in 10 s
+    assert not fell and distance > 1.5  # m in 10 s
 
 
 def test_tipping_over_ends_the_lifetime():
