@@ -19,7 +19,6 @@ Reward: forward speed (m/s). ``info["x_distance"]``: torso x displacement since 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import gymnasium
 import mujoco
@@ -94,34 +93,18 @@ class AntEnv(MujocoQuadruped):
             ]
         )
 
-    def _info(self) -> dict[str, Any]:
-        return {
-            "x_distance": float(self.data.qpos[0] - self._x0),
-            "x_position": float(self.data.qpos[0]),
-            "damage": list(self.damage),
-        }
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.restore_body()
-        mujoco.mj_resetData(self.model, self.data)
+    def _initial_state(self) -> None:
         noise = self.reset_noise_scale
         qpos = np.array(INIT_QPOS) + self.np_random.uniform(-noise, noise, self.model.nq)
         qvel = noise * self.np_random.standard_normal(self.model.nv)
         self.data.qpos[:] = qpos
         self.data.qvel[:] = qvel
-        mujoco.mj_forward(self.model, self.data)
-        self._x0 = float(self.data.qpos[0])
-        return self._obs(), self._info()
 
     def step(self, action: np.ndarray):
         x_before = float(self.data.qpos[0])
         self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        obs = self._obs()
         speed = (float(self.data.qpos[0]) - x_before) / self.dt
         upside_down = self.data.xmat[self.model.body("torso").id][8] < 0.0
-        terminated = bool(not np.all(np.isfinite(obs)) or (self.terminate_upside_down and upside_down))
-        if not np.all(np.isfinite(obs)):
-            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        obs, terminated = self._outcome(self._obs(), self.terminate_upside_down and upside_down)
         return obs, speed, terminated, False, self._info()

@@ -15,6 +15,7 @@ re-applied after every one, until the next reset.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -144,6 +145,39 @@ class MujocoQuadruped(Quadruped):
             actuator.gear = [actuator.gear[0] * fraction, 0, 0, 0, 0, 0]
 
         self._edit_body(edit)
+
+    # --- a lifetime -------------------------------------------------------------------------------
+    def _initial_state(self) -> None:
+        """Set the reset state in ``data`` (qpos, qvel, ...), drawing from ``np_random``."""
+        raise NotImplementedError
+
+    def _obs(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "x_distance": float(self.data.qpos[0] - self._x0),
+            "x_position": float(self.data.qpos[0]),
+            "damage": list(self.damage),
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """The intact body (no damage, no tuning) in the robot's initial state; x distance from here."""
+        super().reset(seed=seed)
+        self.restore_body()
+        mujoco.mj_resetData(self.model, self.data)
+        self._initial_state()
+        mujoco.mj_forward(self.model, self.data)
+        self._x0 = float(self.data.qpos[0])
+        return self._obs(), self._info()
+
+    def _outcome(self, obs: np.ndarray, fallen: bool) -> tuple[np.ndarray, bool]:
+        """The observation to return and whether the lifetime ended: fallen, or the simulation blew up
+        (then the observation's non-finite values read 0)."""
+        finite = bool(np.all(np.isfinite(obs)))
+        if not finite:
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        return obs, bool(not finite or fallen)
 
     @property
     def dt(self) -> float:

@@ -29,7 +29,6 @@ randomisation of the control rate).
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
 
 import mujoco
 import numpy as np
@@ -118,26 +117,14 @@ class ServoQuadEnv(MujocoQuadruped):
     def _obs(self) -> np.ndarray:
         return np.concatenate([self.gravity(), VELOCITY_SCALE * self.data.qvel[3:6], self.commanded])
 
-    def _info(self) -> dict[str, Any]:
-        return {
-            "x_distance": float(self.data.qpos[0] - self._x0),
-            "x_position": float(self.data.qpos[0]),
-            "damage": list(self.damage),
-        }
-
     # --- gymnasium API -----------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.restore_body()
-        mujoco.mj_resetData(self.model, self.data)
+    def _initial_state(self) -> None:
+        """Standing just above the floor, joints near the neutral stance, the servos holding it."""
         noise = self.reset_noise_scale
         self.data.qpos[2] = START_HEIGHT
         self.data.qpos[self._qpos_adr] = self.np_random.uniform(-noise, noise, len(JOINTS))
-        mujoco.mj_forward(self.model, self.data)
         self.commanded = np.zeros(len(JOINTS))
         self.servos.reset(self.commanded)
-        self._x0 = float(self.data.qpos[0])
-        return self._obs(), self._info()
 
     def step(self, action: np.ndarray):
         x_before = float(self.data.qpos[0])
@@ -145,10 +132,6 @@ class ServoQuadEnv(MujocoQuadruped):
         substeps = self._substeps()
         for _ in range(substeps):
             self.physics_step()
-        obs = self._obs()
         speed = (float(self.data.qpos[0]) - x_before) / (substeps * self.model.opt.timestep)
-        finite = bool(np.all(np.isfinite(obs)))
-        terminated = not finite or -obs[2] < MAX_TILT_COS
-        if not finite:
-            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        obs, terminated = self._outcome(self._obs(), -self.gravity()[2] < MAX_TILT_COS)
         return obs, speed, terminated, False, self._info()
