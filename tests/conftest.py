@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,3 +23,11 @@ def random_genome(
 @pytest.fixture
 def genome_file(tmp_path):
     return save_genome(random_genome(), tmp_path / "genome.npz")
+
+
+def still_genome(path: Path) -> Path:
+    """A servo-quad genome whose rules never change its small random weights: small actions, a robot
+    that stands (for runs that must not fall)."""
+    spec = NetworkSpec((14, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
+    vector = np.zeros(Genome.parameter_count("hebbian", spec))
+    return save_genome(Genome.from_vector("hebbian", spec, "servo-quad", vector), path)

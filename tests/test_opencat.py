@@ -14,8 +14,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import pytest
+from conftest import still_genome
 from test_bridge_serial import Process
-from test_servo_robot import still_genome
 
 import sim
 from controller.cli import main as controller

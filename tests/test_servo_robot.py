@@ -10,13 +10,12 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import pytest
+from conftest import still_genome
 from gymnasium.utils.env_checker import check_env
 from test_bridge_serial import Process
 
 import sim
 from controller.cli import main as controller
-from controller.genome import Genome, save_genome
-from controller.network import NetworkSpec
 from firmware_bridge.robot import gravity_direction, load_robot
 from sim.mujoco_quadruped import leg_geom
 from sim.servo_quad import AMPLITUDE, JOINTS, SERVO
@@ -185,13 +184,6 @@ def test_the_bridge_computes_the_same_gravity_direction_as_the_simulator():
     assert gravity_direction(tuple(robot.data.qpos[3:7])) == pytest.approx(robot.gravity())
     config = load_robot("servo-quad")
     assert config.obs_size == env.observation_space.shape[0] and config.joints == JOINTS
-
-
-def still_genome(path: Path) -> Path:
-    """Rules that never change the small random weights: small actions, a robot that stands."""
-    spec = NetworkSpec((14, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
-    vector = np.zeros(Genome.parameter_count("hebbian", spec))
-    return save_genome(Genome.from_vector("hebbian", spec, "servo-quad", vector), path)
 
 
 def test_emulated_robot_runs_a_genome_over_serial_with_the_deploy_profile(tmp_path):
