@@ -281,7 +281,6 @@ class OpenCatLink:
             self.port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
             raise self._broken(exc) from None
-        self.counters = Counters()
         deadline = time.monotonic() + timeout
         answer = None
         while answer is None and time.monotonic() < deadline:
@@ -306,6 +305,7 @@ class OpenCatLink:
                 f"robot on {self.name} prints no IMU reading for 'v' (the token is disabled in some OpenCat "
                 "versions); enable T_PRINT_GYRO in OpenCat.h"
             )
+        self.counters = Counters()  # the session's: the '?' retries while the board booted do not count
         limit = math.radians(MAX_DEGREES)
         n = len(self.joints)
         return Info(model[:31], POSITION, self.joints, (-limit,) * n, (limit,) * n, 0, 100, 0, 0)

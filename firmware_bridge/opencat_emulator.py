@@ -14,7 +14,8 @@ The robot is ``sim.make("servo-quad")`` stepped in real time (``firmware_bridge.
 joints mounted as Petoi documents a Bittle's: an angle grows as the part below the joint swings
 backwards, and every leg joint at 30 degrees (the "balance" posture) is the neutral stance. The stock
 firmware interpolates to each new target; the emulated servos go there at their own speed instead.
-``--silent``: a robot that answers nothing (another firmware, a wrong baud rate).
+``--silent``: a robot that answers nothing (another firmware, a wrong baud rate); ``boot_s``: the board
+resets when its port opens and reads nothing until it has booted, then prints its start-up lines.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class OpenCatFirmware:
 
     state_rate_hz = 50  # serve() asks for a STATE this often; OpenCat streams none
 
-    def __init__(self, body: ServoQuadBody, silent: bool = False) -> None:
-        self.body, self.silent = body, silent
+    def __init__(self, body: ServoQuadBody, silent: bool = False, boot_s: float = 0.0) -> None:
+        self.body, self.silent, self.boot_s = body, silent, boot_s
+        self.booted = boot_s <= 0
         self.counters = FirmwareCounters()
         self.rx_errors = 0
         self.sticky = 0
@@ -84,10 +86,13 @@ class OpenCatFirmware:
     # --- input ------------------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> list[bytes]:
         """Bytes from the host, as one read of the UART finds them; returns the lines printed."""
-        if self.silent:
+        if self.silent or now < self.boot_s:
             self.rx_errors += len(data)
             return []
         replies = []
+        if not self.booted:
+            self.booted = True
+            replies.append(f"k\r\n* Start *\r\n{MODEL}\r\n{VERSION}\r\nReady!\r\n".encode())
         if self._token is not None and not data and now - self._last_byte > SERIAL_GAP_S:
             replies.append(self._finish(now))  # a lower-case command without its newline
         if data:

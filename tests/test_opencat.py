@@ -110,8 +110,8 @@ def test_the_imu_reading_gives_the_simulators_gravity_and_rates():
 class EmulatedRobot:
     """The OpenCat emulator served in real time on a pty, in a thread of the test process."""
 
-    def __init__(self, silent: bool = False) -> None:
-        self.firmware = OpenCatFirmware(ServoQuadBody(seed=0), silent)
+    def __init__(self, silent: bool = False, boot_s: float = 0.0) -> None:
+        self.firmware = OpenCatFirmware(ServoQuadBody(seed=0), silent, boot_s)
         self.master, self.slave, self.path = open_pty()
         self.done = False
         self.thread = threading.Thread(
@@ -126,7 +126,7 @@ class EmulatedRobot:
 
 @pytest.fixture
 def robot():
-    emulated = EmulatedRobot()
+    emulated = EmulatedRobot(boot_s=0.5)  # deaf while it boots, as a board reset by the port opening
     yield emulated
     emulated.close()
 
@@ -134,6 +134,7 @@ def robot():
 def test_link_handshake_reading_and_command(robot):
     with OpenCatLink.open(robot.path, JOINTS) as link:
         info = link.handshake(timeout=5.0)
+        assert robot.firmware.rx_errors > 0  # '?' sent while it booted went unheard, and was sent again
         assert info.robot_name == "Bittle" and info.control_mode == POSITION and info.n_feet == 0
         assert info.joint_names == JOINTS and info.joint_upper[0] == pytest.approx(math.radians(MAX_DEGREES))
         rest = robot.firmware.angles[[slot(j) for j in JOINTS]]
