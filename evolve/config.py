@@ -20,6 +20,7 @@ from controller.rules import RULES
 from evolve.openai_es import ESParams
 from sim import TASKS
 from sim.damage import SpecError, parse
+from sim.randomise import load_randomisation
 
 
 class ConfigError(UserError):
@@ -62,6 +63,9 @@ class Config:
     validation_lifetimes: int = 3
     validation_ticks: int = 1000
     validate_every: int = 10
+    # domain randomisation of every training and validation lifetime (sim/randomise.py): a YAML file
+    # (launch/randomisation/) or an inline mapping; validation seeds never repeat a training draw
+    randomise: str | dict[str, Any] | None = None
     # execution
     backend: str = "local"  # local | ray
     workers: int = 0  # 0 = all cores
@@ -135,6 +139,16 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if name == "init_from":
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key 'init_from' must be a genome file path, got {value!r}")
+        return value
+    if name == "randomise":
+        if value is not None and not isinstance(value, str | dict):
+            raise ConfigError(
+                f"config key 'randomise' must be a randomisation file or mapping, got {value!r}"
+            )
+        try:
+            value is None or load_randomisation(value)
+        except SpecError as exc:
+            raise ConfigError(f"config key 'randomise': {exc}") from None
         return value
     if name == "ray_address":
         if value is not None and not isinstance(value, str):

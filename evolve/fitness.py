@@ -53,17 +53,19 @@ def network_spec(
 
 
 def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
-    """One environment per configured morphology (training, validation and the intact body).
+    """One environment per configured morphology (training, validation and the intact body), each
+    randomised per lifetime when the config says so.
 
     Called first in the main process, so a damage that does not fit the robot (leg 5, an unknown
-    joint) is a one-line error naming its config key rather than a worker's traceback."""
-    bodies = {(): sim.make(config.task)}
-    for key in DAMAGE_KEYS:
-        for damages in getattr(config, key):
+    joint) or a randomisation it cannot take is a one-line error naming its config key rather than a
+    worker's traceback."""
+    bodies: dict[tuple[str, ...], gymnasium.Env] = {}
+    for key in ("randomise", *DAMAGE_KEYS):
+        for damages in getattr(config, key) if key in DAMAGE_KEYS else [()]:
             if damages in bodies:
                 continue
             try:
-                bodies[damages] = sim.make(config.task, damages)
+                bodies[damages] = sim.make(config.task, damages, randomise=config.randomise)
             except SpecError as exc:
                 raise ConfigError(f"config key {key!r}: {exc}") from None
     return bodies

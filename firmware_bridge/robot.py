@@ -47,6 +47,7 @@ OBSERVATION_BLOCKS = {
     "linear_velocity": True,
     "angular_velocity": False,
     "contacts": False,
+    "clock": False,  # sine and cosine of a gait clock; its number is cycles per tick, not a scale
 }
 
 
@@ -95,7 +96,14 @@ class RobotConfig:
         return any(OBSERVATION_BLOCKS[block] for block, _ in self.observation)
 
     def block_size(self, block: str) -> int:
-        sizes = {"height": 1, "quaternion": 4, "gravity": 3, "linear_velocity": 3, "angular_velocity": 3}
+        sizes = {
+            "height": 1,
+            "quaternion": 4,
+            "gravity": 3,
+            "linear_velocity": 3,
+            "angular_velocity": 3,
+            "clock": 2,
+        }
         sizes.update(joint_positions=len(self.joints), joint_velocities=len(self.joints), contacts=self.feet)
         return sizes[block]
 
@@ -315,6 +323,7 @@ class Adapter:
         self.upper = np.array([c.upper for c in cal])
         self.command_offset = self.offset if config.control_mode == POSITION else np.zeros(len(cal))
         self._obs = np.zeros(config.obs_size)
+        self.ticks = 0  # observations built: the gait clock counts ticks, as the simulator does
         self._slices = []
         at = 0
         for block, scale in config.observation:
@@ -322,7 +331,7 @@ class Adapter:
             self._slices.append((block, scale, slice(at, at + size)))
             at += size
 
-    def _block(self, block: str, state: State) -> Any:
+    def _block(self, block: str, scale: float, state: State) -> Any:
         if block == "joint_positions":
             return self.sign * (np.asarray(state.joint_pos) - self.offset)
         if block == "joint_velocities":
@@ -333,6 +342,9 @@ class Adapter:
             return gravity_direction(state.quaternion)
         if block == "angular_velocity":
             return state.gyro
+        if block == "clock":
+            phase = 2.0 * np.pi * scale * self.ticks
+            return np.sin(phase), np.cos(phase)
         if block == "contacts":
             return [(state.contacts >> k) & 1 for k in range(self.config.feet)]
         if state.base is None:
@@ -345,9 +357,10 @@ class Adapter:
     def observation(self, state: State) -> np.ndarray:
         """The observation vector the genome expects (a view of one reused buffer)."""
         for block, scale, where in self._slices:
-            self._obs[where] = self._block(block, state)
-            if scale != 1.0:
+            self._obs[where] = self._block(block, scale, state)
+            if scale != 1.0 and block != "clock":
                 self._obs[where] *= scale
+        self.ticks += 1
         return self._obs
 
     def command(self, action: np.ndarray) -> np.ndarray:

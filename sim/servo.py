@@ -48,6 +48,8 @@ class Servos:
         self.limp = False
         self.target = np.zeros(n)
         self._pending: deque[tuple[float, np.ndarray]] = deque()
+        self._error, self._scratch, self._stall, self._out = (np.zeros(n) for _ in range(4))
+        self._idle = np.zeros(n, dtype=bool)
 
     def reset(self, target: np.ndarray) -> None:
         """A new lifetime: nominal servos holding ``target``, nothing in flight."""
@@ -63,14 +65,23 @@ class Servos:
         self._pending.append((now + self.latency, np.array(target, dtype=np.float64)))
 
     def torque(self, now: float, angle: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-        """Output torque (N m) of every servo at time ``now`` (s), given the joints' state."""
+        """Output torque (N m) of every servo at time ``now`` (s), given the joints' state.
+
+        Called ten times a tick: the arithmetic runs in place on preallocated arrays (a fresh array
+        per operation cost more than the physics step itself)."""
         while self._pending and self._pending[0][0] <= now + 1e-9:
             self.target = self._pending.popleft()[1]
+        out, scratch, idle = self._out, self._scratch, self._idle
         if self.limp:
-            return np.zeros(self.n)
+            out[:] = 0.0
+            return out
         spec = self.spec
-        error = self.target - angle
-        error[np.abs(error) < spec.dead_band] = 0.0
-        duty = np.clip(error / spec.proportional_band, -1.0, 1.0)
-        stall = spec.stall_torque * self.strength
-        return np.clip(stall * (duty - velocity / (spec.no_load_speed * self.speed)), -stall, stall)
+        error = np.subtract(self.target, angle, out=self._error)
+        np.less(np.abs(error, out=scratch), spec.dead_band, out=idle)
+        np.copyto(error, 0.0, where=idle)
+        duty = np.divide(error, spec.proportional_band, out=error)
+        np.minimum(np.maximum(duty, -1.0, out=duty), 1.0, out=duty)
+        braking = np.divide(velocity, np.multiply(self.speed, spec.no_load_speed, out=scratch), out=scratch)
+        stall = np.multiply(self.strength, spec.stall_torque, out=self._stall)
+        np.multiply(stall, np.subtract(duty, braking, out=out), out=out)
+        return np.minimum(np.maximum(out, np.negative(stall, out=scratch), out=out), stall, out=out)

@@ -11,13 +11,17 @@ Action (8 values in [-1, 1], joints in order hip_1, knee_1, ..., hip_4, knee_4):
 knee bent 60 degrees), clipped to the joint ranges. Every tick sends one command to the 8 servos of
 :mod:`sim.servo` (latency, dead band, proportional drive, torque and speed limits), simulated at 500 Hz.
 
-Observation (14 values: only what such a robot senses; no position, no velocity of the body):
+Observation (16 values: what such a robot senses, no position, no velocity of the body; and a clock):
 
 - [0:3] gravity direction in the torso frame (unit vector; (0, 0, -1) standing level): the IMU's
   orientation without its yaw, which drifts on a real IMU and means nothing to a walker;
 - [3:6] 0.1 x torso angular velocity in the torso frame (rad/s): the IMU's gyro;
 - [6:14] commanded joint angles (rad from the neutral stance, joint order): the targets of the last
   command sent. Hobby servos report no angle, so a real robot knows only what it commanded.
+- [14:16] sine and cosine of a 2 Hz gait clock, counted in ticks since reset: the controller's own
+  clock, not a sensor. Without feedback of measured angles, random plastic networks driving position
+  servos settle to a fixed pose (measured: none of the initial genomes moved); the clock gives every
+  lifetime a rhythm for the rules to shape into a gait (the deploy loop's ``clock`` observation block).
 
 Reward: forward speed (m/s). ``info["x_distance"]``: torso x displacement since reset (m). A lifetime
 ends when the torso tilts more than 60 degrees from upright, where the deploy path's orientation guard
@@ -51,7 +55,8 @@ START_HEIGHT = 0.095  # m: torso centre at reset, feet a few mm above the floor
 SAFE_POSE = (-0.5, 1.0) * len(LEGS)  # rad, hip and knee per leg: a crouch, belly 3 cm above the floor
 VELOCITY_SCALE = 0.1
 MAX_TILT_COS = 0.5  # cos 60 degrees: torso z axis this far from vertical ends the lifetime
-OBS_SIZE = 14
+CLOCK_HZ = 2.0  # gait clock: two strides a second, a Bittle's walk
+OBS_SIZE = 16
 
 
 def model_path() -> str:
@@ -73,12 +78,15 @@ class ServoQuadEnv(MujocoQuadruped):
         timestep: float = 0.002,
         reset_noise_scale: float = 0.05,
         tick_jitter: float = 0.0,
+        clock_hz: float = CLOCK_HZ,
         render_mode: str | None = None,
         width: int = 640,
         height: int = 480,
     ) -> None:
         self.reset_noise_scale = reset_noise_scale
         self.tick_jitter = tick_jitter
+        self.clock_hz = clock_hz
+        self.ticks = 0
         self.servos = Servos(SERVO, len(JOINTS))
         intact = mujoco.MjSpec.from_file(model_path())
         intact.option.timestep = timestep
@@ -114,8 +122,16 @@ class ServoQuadEnv(MujocoQuadruped):
         w, x, y, z = self.data.qpos[3:7]
         return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
 
+    def clock(self) -> tuple[float, float]:
+        """Sine and cosine of the gait clock's phase, counted in ticks since reset at the nominal
+        control period (the deploy loop counts its ticks the same way, jitter or not)."""
+        phase = 2.0 * np.pi * self.clock_hz * self.ticks * self.dt
+        return np.sin(phase), np.cos(phase)
+
     def _obs(self) -> np.ndarray:
-        return np.concatenate([self.gravity(), VELOCITY_SCALE * self.data.qvel[3:6], self.commanded])
+        return np.concatenate(
+            [self.gravity(), VELOCITY_SCALE * self.data.qvel[3:6], self.commanded, self.clock()]
+        )
 
     # --- gymnasium API -----------------------------------------------------------------------
     def _initial_state(self) -> None:
@@ -125,6 +141,7 @@ class ServoQuadEnv(MujocoQuadruped):
         self.data.qpos[self._qpos_adr] = self.np_random.uniform(-noise, noise, len(JOINTS))
         self.commanded = np.zeros(len(JOINTS))
         self.servos.reset(self.commanded)
+        self.ticks = 0
 
     def step(self, action: np.ndarray):
         x_before = float(self.data.qpos[0])
@@ -133,5 +150,6 @@ class ServoQuadEnv(MujocoQuadruped):
         for _ in range(substeps):
             self.physics_step()
         speed = (float(self.data.qpos[0]) - x_before) / (substeps * self.model.opt.timestep)
+        self.ticks += 1
         obs, terminated = self._outcome(self._obs(), -self.gravity()[2] < MAX_TILT_COS)
         return obs, speed, terminated, False, self._info()

@@ -28,6 +28,6 @@ def genome_file(tmp_path):
 def still_genome(path: Path) -> Path:
     """A servo-quad genome whose rules never change its small random weights: small actions, a robot
     that stands (for runs that must not fall)."""
-    spec = NetworkSpec((14, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
+    spec = NetworkSpec((16, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
     vector = np.zeros(Genome.parameter_count("hebbian", spec))
     return save_genome(Genome.from_vector("hebbian", spec, "servo-quad", vector), path)

@@ -16,7 +16,8 @@ import pytest
 from controller.genome import load_genome
 from evolve.cli import main
 from evolve.config import Config, config_to_dict, load_config, make_config
-from evolve.fitness import pair_jobs
+from evolve.fitness import make_bodies, pair_jobs
+from evolve.run import validation_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "launch" / "ant_smoke.yaml")
@@ -157,6 +158,8 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
         ),
         (["--set", "train_damage_sample=9"], "config key 'train_damage_sample' must be between 0 and 2"),
         (["--set", "novalue"], "must look like key=value"),
+        (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),
+        (["--set", "randomise={gravity: [0, 1]}"], "config key 'randomise': "),
         (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be >= 0"),
     ],
 )
@@ -212,6 +215,32 @@ def test_mirrored_pairs_share_bodies_and_seeds_and_sampling_is_deterministic():
     assert jobs == pair_jobs(config, generation=5)
     assert jobs != pair_jobs(config, generation=6)
     assert len({j.seeds for j in jobs}) == 4  # every pair its own lifetimes
+
+
+def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draws_others():
+    config = make_config(
+        {
+            "task": "servo-quad",
+            "hidden": [8],
+            "population": 2,
+            "ticks": 20,
+            "settle_ticks": 5,
+            "early_stop": False,
+            "randomise": str(ROOT / "launch" / "randomisation" / "servo_quad.yaml"),
+            "validation_lifetimes": 2,
+            "lifetimes": 2,
+        }
+    )
+    env = make_bodies(config)[()]
+
+    def robot(seed: int) -> dict:
+        return env.reset(seed=seed)[1]["randomisation"]
+
+    train = [robot(s) for s in pair_jobs(config, generation=0)[0].seeds]
+    held_out = [robot(s) for s in sorted({j.seeds[0] for j in validation_jobs(config, generation=0)})]
+    drawn = [r["friction"] for r in train + held_out]
+    assert len(set(drawn)) == len(drawn)  # every lifetime a different robot
+    assert robot(pair_jobs(config, generation=0)[0].seeds[0])["friction"] == train[0]["friction"]
 
 
 @pytest.mark.parametrize(

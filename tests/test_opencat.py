@@ -195,12 +195,12 @@ def test_controller_drives_the_emulated_opencat_robot_end_to_end(tmp_path):
         rows = list(csv.DictReader(f))
     assert f"{len(rows)} joint commands" in summary and ", 1 rest;" in summary
     run = [r for r in rows if r["phase"] == "run"]
-    obs = np.array([[float(r[f"obs_{i}"]) for i in range(14)] for r in run])
+    obs = np.array([[float(r[f"obs_{i}"]) for i in range(16)] for r in run])
     sent = np.array([[float(r[f"command_{i}"]) for i in range(8)] for r in run])
     assert np.allclose(obs[:, :3], [0.0, 0.0, -1.0], atol=0.05)  # standing level, from 'v'
     # each tick sees the last command as the robot got it (whole degrees), in the genome's convention
     calibration = load_robot("servo-quad-opencat").calibration
     offset, sign = np.array([c.offset for c in calibration]), np.array([c.sign for c in calibration])
     commanded = np.radians(np.round(np.degrees(sent[:-1])))
-    assert np.allclose(obs[1:, 6:], sign * (commanded - offset), atol=1e-4)  # the log keeps 5 digits
+    assert np.allclose(obs[1:, 6:14], sign * (commanded - offset), atol=1e-4)  # the log keeps 5 digits
     assert offset == pytest.approx(math.radians(NEUTRAL_DEGREES), abs=1e-4)  # the emulated Bittle's
