@@ -101,26 +101,70 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _bits_of_float32(typingctx, value):
+    """Reinterpret a float32's bits as an int32."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
 @numba.njit(inline="always", **_JIT)
-def _abs_max(w: np.ndarray) -> np.float32:
-    """max |w| as np.max(np.abs(w)) gives it, NaN included: for non-negative floats the order of the
-    bit patterns is the order of the values, and NaN's bits are above every number's."""
-    bits = w.view(np.int32)
-    peak = np.int32(0)
-    for s in range(bits.shape[0]):
-        peak = max(peak, bits[s] & _ABS_BITS)
-    return _float32_from_bits(peak)
+def _dw(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, s: int, pre: float, post: float) -> float:
+    """One synapse's change, summed in the numpy path's order."""
+    return ((a[s] * (pre * post) + b[s] * pre) + c[s] * post) + d[s]
+
+
+@numba.njit(inline="always", **_JIT)
+def _update(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray) -> None:
+    a, b, c, d = terms
+    n_out = y.shape[0]
+    for i in range(x.shape[0]):
+        xi, row = x[i], i * n_out
+        for j in range(n_out):
+            s = row + j
+            w[s] = w[s] + _dw(a, b, c, d, s, xi, y[j])
+
+
+@numba.njit(inline="always", **_JIT)
+def _update_normalised(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray) -> None:
+    """The update, then w / max|w|. The peak is taken as each new weight is written (one pass over w
+    fewer), as np.max(np.abs(w)) gives it, NaN included: for non-negative floats the order of the bit
+    patterns is the order of the values, and NaN's bits are above every number's."""
+    a, b, c, d = terms
+    n_out = y.shape[0]
+    bits = np.int32(0)
+    for i in range(x.shape[0]):
+        xi, row = x[i], i * n_out
+        for j in range(n_out):
+            s = row + j
+            new = w[s] + _dw(a, b, c, d, s, xi, y[j])
+            w[s] = new
+            bits = max(bits, _bits_of_float32(new) & _ABS_BITS)
+    peak = _float32_from_bits(bits)
+    if peak > 0:
+        for s in range(w.shape[0]):
+            w[s] = w[s] / peak
 
 
 @numba.njit(**_JIT)
 def tick(
-    weights: np.ndarray, terms: np.ndarray, activations: np.ndarray, layout: np.ndarray, normalise: bool
+    obs: np.ndarray,
+    weights: np.ndarray,
+    terms: np.ndarray,
+    activations: np.ndarray,
+    layout: np.ndarray,
+    normalise: bool,
 ) -> None:
-    """Forward then update, layer by layer, on the network's flat buffers.
+    """Load the observation, then forward and update, layer by layer, on the network's flat buffers.
 
     ``terms`` is (4, synapses): effective A, B, C, D, each in the weights' order. Absent terms are
     zero, and adding an exact zero changes nothing, so every rule runs the same loop.
     """
+    for i in range(obs.shape[0]):
+        activations[i] = obs[i]  # rounded to float32 as numpy's assignment does
     for layer in range(layout.shape[0]):
         n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
         x = activations[layout[layer, X_AT] : layout[layer, X_AT] + n_in]
@@ -131,16 +175,8 @@ def tick(
         if layout[layer, TANH]:
             for j in range(n_out):
                 y[j] = _tanh(y[j])
-        a, b, c, d = terms[0, start:stop], terms[1, start:stop], terms[2, start:stop], terms[3, start:stop]
-        for i in range(n_in):
-            xi = x[i]
-            row = i * n_out
-            for j in range(n_out):
-                yj = y[j]
-                s = row + j
-                w[s] = w[s] + (((a[s] * (xi * yj) + b[s] * xi) + c[s] * yj) + d[s])
+        layer_terms = (terms[0, start:stop], terms[1, start:stop], terms[2, start:stop], terms[3, start:stop])
         if normalise:
-            peak = _abs_max(w)
-            if peak > 0:
-                for s in range(w.shape[0]):
-                    w[s] = w[s] / peak
+            _update_normalised(w, layer_terms, x, y)
+        else:
+            _update(w, layer_terms, x, y)

@@ -301,8 +301,18 @@ class HebbianNetwork(FeedForward):
             from controller import _fused
 
             self._kernel = _fused.tick
-            self._layout = _fused.layout(
+            self._obs_shape = (spec.layer_sizes[0],)
+            self._action = self.activations[-1]
+            layout = _fused.layout(
                 self._sizes, self._activation_offsets, self._weight_offsets, self._tanh_mask
+            )
+            # the kernel's arguments after the observation, bound once (the tick costs microseconds)
+            self._state = (
+                self._flat_weights,
+                self._flat_terms,
+                self._flat_activations,
+                layout,
+                spec.normalise,
             )
         self.lifetime_ticks = 0
 
@@ -348,9 +358,9 @@ class HebbianNetwork(FeedForward):
     def tick(self, obs: np.ndarray) -> np.ndarray:
         if self.backend == "numpy":
             return super().tick(obs)
-        self._load_obs(obs)
-        self._kernel(
-            self._flat_weights, self._flat_terms, self._flat_activations, self._layout, self.spec.normalise
-        )
+        if type(obs) is not np.ndarray or obs.shape != self._obs_shape or self.frontend is not None:
+            self._load_obs(obs)  # checks the shape; the kernel then loads the layer input onto itself
+            obs = self.activations[0]
+        self._kernel(obs, *self._state)
         self.lifetime_ticks += 1
-        return self.activations[-1].copy()
+        return self._action.copy()
