@@ -279,6 +279,7 @@ def evaluate(args: argparse.Namespace) -> int:
         f"{kind}_std": float(scores.std()),
         f"{kind}_min": float(scores.min()),
         "fell": int(sum(life.terminated for life in lives)),
+        "walked_forward": int((scores >= args.forward).sum()) if kind == "distance" else None,
         "recovered": len(recoveries) if any(life.damage_onset for life in lives) else None,
         "recovery_ticks_median": float(np.median(recoveries)) if recoveries else None,
     }
@@ -286,6 +287,11 @@ def evaluate(args: argparse.Namespace) -> int:
         f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "
         f"{args.lifetimes} lifetimes of {args.steps} ticks (min {scores.min():.2f}); fell: {result['fell']}"
     )
+    if kind == "distance":
+        print(
+            f"walked forward: {result['walked_forward']}/{args.lifetimes} lifetimes "
+            f"({args.forward:g} m or more)"
+        )
     if result["recovered"] is not None:
         print(
             f"recovered: {result['recovered']}/{args.lifetimes}, "
@@ -387,6 +393,13 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
     _add_sim_arguments(parser)
     parser.add_argument("--lifetimes", type=int, default=20, help="independent lifetimes (default 20)")
+    parser.add_argument(
+        "--forward",
+        type=float,
+        default=1.0,
+        metavar="M",
+        help="a lifetime 'walked forward' when it ends at least M metres ahead (default 1)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     return parser
 

@@ -161,6 +161,7 @@ SHIPPED = {
     "ant-bullet": "ant_bullet_hebbian.npz",
     "carracing": "carracing_hebbian.npz",
     "servo-quad": "servo_quad_hebbian.npz",
+    "servo-quad-static": "servo_quad_static.npz",
 }
 
 

@@ -1,16 +1,19 @@
-"""Regenerate the Ant damage table and figures of docs/results.md.
+"""Regenerate the damage tables and figures of docs/results.md.
 
-    python docs/results.py [--hebbian ant] [--static ant-static] [--lifetimes 20] [--workers 2]
+    python docs/results.py [--task ant] [--lifetimes 20] [--workers 2]
+    python docs/results.py --task servo-quad --lifetimes 50
 
-Each cell is ``controller evaluate GENOME --sim ant --damage SPEC --lifetimes 20`` (1000 ticks after
-40 settle ticks, fresh random initial weights and seed per lifetime); the lifetimes run in parallel.
-Writes docs/results_table.md, docs/fig_midrun_cut.png and docs/fig_weight_pca.png.
+Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
+(1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
+lifetimes run in parallel. Writes docs/results_table.md (Ant) or docs/results_table_servo_quad.md, and
+for the Ant docs/fig_midrun_cut.png and docs/fig_weight_pca.png.
 """
 
 from __future__ import annotations
 
 import argparse
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +25,65 @@ from controller.loop import run_lifetime
 
 DOCS = Path(__file__).parent
 TICKS, SETTLE = 1000, 40
+FORWARD_M = 1.0  # a lifetime "walked forward" when it ends this far ahead (controller evaluate --forward)
 MIDRUN_CUT = "cut-leg:2@17"  # 17 s after reset = 40 settle ticks + 300 ticks of walking
-ROWS: list[tuple[str, tuple[str, ...]]] = [
-    ("intact", ()),
-    *[(f"cut leg {n}", (f"cut-leg:{n}",)) for n in (1, 2, 3, 4)],
-    *[(f"leg {n} shortened to 25%", (f"shorten-leg:{n}:0.25",)) for n in (1, 2, 3, 4)],
-    ("ankle_1 locked", ("lock:ankle_1",)),
-    ("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
-    ("leg 2 cut at tick 300", (MIDRUN_CUT,)),
-]
+RANDOMISE = "launch/randomisation/servo_quad.yaml"
 
 
-def _lifetime(job: tuple[str, tuple[str, ...], int]) -> tuple[float, bool, int | None]:
-    genome, damages, seed = job
-    network = load_genome(genome, task="ant").build()
-    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=SETTLE)
+@dataclass(frozen=True)
+class Row:
+    label: str
+    damages: tuple[str, ...] = ()
+    randomised: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    rows: tuple[Row, ...]
+    config: str  # the Hebbian genome's launch config: which damages it trained on
+    hebbian: str
+    static: str
+    table: str
+
+
+TASKS = {
+    "ant": Task(
+        (
+            Row("intact"),
+            *[Row(f"cut leg {n}", (f"cut-leg:{n}",)) for n in (1, 2, 3, 4)],
+            *[Row(f"leg {n} shortened to 25%", (f"shorten-leg:{n}:0.25",)) for n in (1, 2, 3, 4)],
+            Row("ankle_1 locked", ("lock:ankle_1",)),
+            Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
+            Row("leg 2 cut at tick 300", (MIDRUN_CUT,)),
+        ),
+        "launch/ant.yaml",
+        "ant",
+        "ant-static",
+        "results_table.md",
+    ),
+    "servo-quad": Task(
+        (
+            Row("nominal"),
+            Row("randomised", (), True),
+            Row("nominal, cut leg 2", ("cut-leg:2",)),
+            Row("randomised, cut leg 2", ("cut-leg:2",), True),
+            Row("randomised, cut leg 1", ("cut-leg:1",), True),
+            Row("randomised, leg 2 cut at tick 300", ("cut-leg:2@7",), True),  # 1 s settle + 6 s
+        ),
+        "launch/servo_quad.yaml",
+        "servo-quad",
+        "servo-quad-static",
+        "results_table_servo_quad.md",
+    ),
+}
+
+
+def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
+    task, genome, row, seed = job
+    network = load_genome(genome, task=task).build()
+    env = sim.make(task, row.damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
+    settle = getattr(env.unwrapped, "settle_ticks", SETTLE)
+    life = run_lifetime(network, env, TICKS, seed, settle_ticks=settle)
     return life.distance, life.terminated, life.recovery_ticks()
 
 
@@ -45,17 +92,19 @@ def _training_damages(config: Path) -> set[str]:
     return {spec for body in yaml.safe_load(config.read_text())["train_damages"] for spec in body}
 
 
-def table(genomes: dict[str, str], lifetimes: int, workers: int) -> str:
-    jobs = [(g, d, seed) for _, d in ROWS for g in genomes.values() for seed in range(lifetimes)]
+def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
+    rows = TASKS[task].rows
+    jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
     with ProcessPoolExecutor(workers) as pool:
         results = list(pool.map(_lifetime, jobs, chunksize=4))
-    seen = _training_damages(DOCS.parent / "launch" / "ant.yaml")
+    seen = _training_damages(DOCS.parent / TASKS[task].config)
     header = (
         "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
-        "Hebbian fell | Hebbian median recovery (ticks) |\n|---|---|---|---|---|---|---|\n"
+        f"walked forward (>= {FORWARD_M:g} m), Hebbian / static | fell, Hebbian / static | "
+        "Hebbian median recovery (ticks) |\n|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
-    for r, (label, damages) in enumerate(ROWS):
+    for r, row in enumerate(rows):
         cells = {}
         for g, name in enumerate(genomes):
             start = (r * len(genomes) + g) * lifetimes
@@ -72,11 +121,15 @@ def table(genomes: dict[str, str], lifetimes: int, workers: int) -> str:
         recovery = (
             f"{np.median(recoveries):.0f} ({len(recoveries)}/{lifetimes} recovered)" if recoveries else "-"
         )
-        fell = sum(f for _, f, _ in cells["Hebbian"])
-        trained = "yes" if set(damages) <= seen or not damages else "no (held out)"
+        fell = [sum(f for _, f, _ in cells[name]) for name in ("Hebbian", "static")]
+        trained = (
+            "yes" if {s.split("@")[0] for s in row.damages} <= seen or not row.damages else "no (held out)"
+        )
         lines.append(
-            f"| {label} | {trained} | {hebb.mean():.1f} ± {hebb.std():.1f} | "
-            f"{stat.mean():.1f} ± {stat.std():.1f} | {better} | {fell}/{lifetimes} | {recovery} |"
+            f"| {row.label} | {trained} | {hebb.mean():.2f} ± {hebb.std():.2f} | "
+            f"{stat.mean():.2f} ± {stat.std():.2f} | {better} | "
+            f"{(hebb >= FORWARD_M).sum()}/{lifetimes} / {(stat >= FORWARD_M).sum()}/{lifetimes} | "
+            f"{fell[0]}/{lifetimes} / {fell[1]}/{lifetimes} | {recovery} |"
         )
     return header + "\n".join(lines) + "\n"
 
@@ -136,15 +189,19 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hebbian", default="ant")
-    parser.add_argument("--static", default="ant-static")
+    parser.add_argument("--task", choices=TASKS, default="ant")
+    parser.add_argument("--hebbian", help="Hebbian genome (default: the task's shipped one)")
+    parser.add_argument("--static", help="static genome (default: the task's shipped one)")
     parser.add_argument("--lifetimes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    text = table({"Hebbian": args.hebbian, "static": args.static}, args.lifetimes, args.workers)
-    (DOCS / "results_table.md").write_text(text)
+    task = TASKS[args.task]
+    genomes = {"Hebbian": args.hebbian or task.hebbian, "static": args.static or task.static}
+    text = table(args.task, genomes, args.lifetimes, args.workers)
+    (DOCS / task.table).write_text(text)
     print(text)
-    figures({"Hebbian": args.hebbian, "static": args.static}, min(args.lifetimes, 5))
+    if args.task == "ant":
+        figures(genomes, min(args.lifetimes, 5))
 
 
 if __name__ == "__main__":

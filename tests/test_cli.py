@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -62,5 +63,9 @@ def test_evaluate_prints_mean_and_spread(capsys, tmp_path):
     out_json = tmp_path / "r.json"
     args = ["evaluate", "ant", "--sim", "ant", "--lifetimes", "2", "--steps", "20", "--json", str(out_json)]
     assert main(args) == 0
-    assert "over 2 lifetimes" in capsys.readouterr().out
-    assert out_json.exists()
+    out = capsys.readouterr().out
+    assert "over 2 lifetimes" in out and "walked forward: " in out
+    result = json.loads(out_json.read_text())
+    assert result["lifetimes"] == 2 and result["walked_forward"] in (0, 1, 2)
+    assert main([*args, "--forward", "-100"]) == 0  # every lifetime ends more than -100 m ahead
+    assert json.loads(out_json.read_text())["walked_forward"] == 2
