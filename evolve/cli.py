@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import yaml
+
 from controller.errors import UserError
 from controller.plotting import pyplot
 from evolve.config import ConfigError, load_config, parse_override
@@ -74,6 +76,9 @@ def plot(args: argparse.Namespace) -> int:
     if not records:
         raise UserError(f"{log} holds no finished generation yet")
     gens = [r["generation"] + 1 for r in records]
+    config = Path(args.run) / "config.yaml"
+    randomised = config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("randomise")
+    drawn = ", held-out randomisations" if randomised else ""  # validation seeds never train
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(gens, [r["mean"] for r in records], color="0.7", label="population mean")
     ax.plot(gens, [r["best"] for r in records], color="0.4", lw=0.8, label="population best")
@@ -82,7 +87,7 @@ def plot(args: argparse.Namespace) -> int:
         [r["generation"] + 1 for r in checked],
         [r["train_score"] for r in checked],
         "o-",
-        label="mean genome: train bodies",
+        label=f"mean genome: train bodies{drawn}",
     )
     held = [r for r in checked if r["validation_score"] is not None]
     if held:
@@ -90,7 +95,7 @@ def plot(args: argparse.Namespace) -> int:
             [r["generation"] + 1 for r in held],
             [r["validation_score"] for r in held],
             "s-",
-            label="mean genome: held-out damage",
+            label=f"mean genome: held-out damage{drawn}",
         )
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness (distance walked, m; CarRacing: reward)")
