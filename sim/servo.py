@@ -65,7 +65,8 @@ class Servos:
         self._pending.append((now + self.latency, np.array(target, dtype=np.float64)))
 
     def torque(self, now: float, angle: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-        """Output torque (N m) of every servo at time ``now`` (s), given the joints' state.
+        """Output torque (N m) of every servo at time ``now`` (s), given the joints' state: a buffer
+        that the next call overwrites.
 
         Called ten times a tick: the arithmetic runs in place on preallocated arrays (a fresh array
         per operation cost more than the physics step itself)."""
