@@ -53,7 +53,8 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settle",
         type=int,
-        help="zero-action ticks before control (default: the task's, 40 for the Ants, 0 for CarRacing)",
+        help="zero-action ticks before control (default: as the genome was evolved, else the task's: "
+        "40 for the Ants, 50 for servo-quad, 0 for CarRacing)",
     )
     parser.add_argument(
         "--backend", default="auto", help="network backend: auto (numba if installed), numpy, numba, onnx"
@@ -85,8 +86,8 @@ def _make_env(args: argparse.Namespace, genome: Genome, **kwargs: Any):
     return env
 
 
-def _settle(args: argparse.Namespace, env: Any) -> int:
-    return env.unwrapped.settle_ticks if args.settle is None else args.settle
+def _settle(args: argparse.Namespace, env: Any, genome: Genome) -> int:
+    return genome.settle_ticks(env.unwrapped.settle_ticks) if args.settle is None else args.settle
 
 
 def _genome(name: str | None, task: str | None) -> Genome:
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             env,
             args.steps,
             args.seed,
-            settle_ticks=_settle(args, env),
+            settle_ticks=_settle(args, env, genome),
             realtime=args.realtime,
             on_tick=_chain(callbacks),
         )
@@ -262,7 +263,7 @@ def evaluate(args: argparse.Namespace) -> int:
     env = _make_env(args, genome)
     network = genome.build(args.backend)
     lives = [
-        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=_settle(args, env))
+        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=_settle(args, env, genome))
         for k in range(args.lifetimes)
     ]
     kind = lives[0].fitness_kind

@@ -63,6 +63,11 @@ class Genome:
     def obs_size(self) -> int:
         return self.spec.obs_size
 
+    def settle_ticks(self, task_default: int) -> int:
+        """Zero-action ticks before control, as in the genome's training (its provenance says, when
+        evolve wrote it), else the task's: a plastic network starts from the state it was evolved in."""
+        return int(self.provenance.get("settle_ticks", task_default))
+
     @property
     def action_size(self) -> int:
         return self.spec.action_size

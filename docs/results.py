@@ -24,9 +24,9 @@ from controller.genome import load_genome
 from controller.loop import run_lifetime
 
 DOCS = Path(__file__).parent
-TICKS, SETTLE = 1000, 40
+TICKS = 1000
 FORWARD_M = 1.0  # a lifetime "walked forward" when it ends this far ahead (controller evaluate --forward)
-MIDRUN_CUT = "cut-leg:2@17"  # 17 s after reset = 40 settle ticks + 300 ticks of walking
+CUT_TICK = 300  # the mid-run cut: leg 2, after this many ticks of control
 RANDOMISE = "launch/randomisation/servo_quad.yaml"
 
 
@@ -35,6 +35,7 @@ class Row:
     label: str
     damages: tuple[str, ...] = ()
     randomised: bool = False
+    midrun_cut: bool = False  # leg 2 cut after CUT_TICK ticks of control (onset in s after reset)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class Task:
     hebbian: str
     static: str
     table: str
+    dt: float  # control period (s): turns the mid-run cut's tick into a damage onset
+
+
+def midrun_cut(settle: int, dt: float) -> str:
+    """The damage spec that cuts leg 2 after CUT_TICK ticks of control, given the settle ticks."""
+    return f"cut-leg:2@{(settle + CUT_TICK) * dt:g}"
 
 
 TASKS = {
@@ -54,12 +61,13 @@ TASKS = {
             *[Row(f"leg {n} shortened to 25%", (f"shorten-leg:{n}:0.25",)) for n in (1, 2, 3, 4)],
             Row("ankle_1 locked", ("lock:ankle_1",)),
             Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
-            Row("leg 2 cut at tick 300", (MIDRUN_CUT,)),
+            Row(f"leg 2 cut at tick {CUT_TICK}", midrun_cut=True),
         ),
         "launch/ant.yaml",
         "ant",
         "ant-static",
         "results_table.md",
+        0.05,
     ),
     "servo-quad": Task(
         (
@@ -68,22 +76,24 @@ TASKS = {
             Row("nominal, cut leg 2", ("cut-leg:2",)),
             Row("randomised, cut leg 2", ("cut-leg:2",), True),
             Row("randomised, cut leg 1", ("cut-leg:1",), True),
-            Row("randomised, leg 2 cut at tick 300", ("cut-leg:2@7",), True),  # 1 s settle + 6 s
+            Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_cut=True),
         ),
         "launch/servo_quad.yaml",
         "servo-quad",
         "servo-quad-static",
         "results_table_servo_quad.md",
+        0.02,
     ),
 }
 
 
 def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
     task, genome, row, seed = job
-    network = load_genome(genome, task=task).build()
-    env = sim.make(task, row.damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
-    settle = getattr(env.unwrapped, "settle_ticks", SETTLE)
-    life = run_lifetime(network, env, TICKS, seed, settle_ticks=settle)
+    loaded = load_genome(genome, task=task)
+    settle = loaded.settle_ticks(sim.make(task).unwrapped.settle_ticks)
+    damages = (*row.damages, midrun_cut(settle, TASKS[task].dt)) if row.midrun_cut else row.damages
+    env = sim.make(task, damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
+    life = run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle)
     return life.distance, life.terminated, life.recovery_ticks()
 
 
@@ -134,15 +144,20 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
     return header + "\n".join(lines) + "\n"
 
 
-def _speeds(genome: str, seed: int, damages: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
-    network = load_genome(genome, task="ant").build()
+def _speeds(
+    genome: str, seed: int, damages: tuple[str, ...], midrun: bool = False
+) -> tuple[np.ndarray, list]:
+    loaded = load_genome(genome, task="ant")
+    network = loaded.build()
+    settle = loaded.settle_ticks(sim.make("ant").unwrapped.settle_ticks)
+    damages = (*damages, midrun_cut(settle, TASKS["ant"].dt)) if midrun else damages
     weights: list[np.ndarray] = []
 
     def record(tick: int, *_: object) -> None:
         if tick % 5 == 0:
             weights.append(np.concatenate([w.ravel() for w in network.weights]))
 
-    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=SETTLE, on_tick=record)
+    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=settle, on_tick=record)
     return np.asarray(life.speeds), weights
 
 
@@ -156,11 +171,11 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
     dt, window = 0.05, 20
     fig, ax = plt.subplots(figsize=(8, 4))
     for name, genome in genomes.items():
-        runs = [_speeds(genome, seed, (MIDRUN_CUT,))[0] for seed in range(lifetimes)]
+        runs = [_speeds(genome, seed, (), midrun=True)[0] for seed in range(lifetimes)]
         runs = [np.pad(r, (0, TICKS - r.size)) for r in runs]
         smooth = np.convolve(np.mean(runs, axis=0), np.ones(window) / window, mode="valid")
         ax.plot((np.arange(smooth.size) + window - 1) * dt, smooth, label=f"{name} (mean of {lifetimes})")
-    ax.axvline(300 * dt, color="C3", ls="--", label="leg 2 cut (tick 300)")
+    ax.axvline(CUT_TICK * dt, color="C3", ls="--", label=f"leg 2 cut (tick {CUT_TICK})")
     ax.set_xlabel("time since control started (s)")
     ax.set_ylabel("forward speed, 1 s average (m/s)")
     ax.legend()

@@ -173,7 +173,12 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         best = {"score": None, "generation": None}
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
-    provenance = {"seed": config.seed, "run": str(out), "commit": code_commit()}
+    provenance = {
+        "seed": config.seed,
+        "run": str(out),
+        "commit": code_commit(),
+        "settle_ticks": config.settle_ticks,
+    }
 
     def save(s: ESState, name: str, **extra: Any) -> Path:
         genome = Genome.from_vector(

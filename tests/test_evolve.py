@@ -79,6 +79,7 @@ def test_three_generation_ant_run_writes_a_loadable_genome_log_and_plot(tmp_path
     provenance = genome.provenance
     assert provenance["seed"] == 0 and provenance["generation"] == 3 and provenance["code_version"]
     assert "fitness" in provenance and "commit" in provenance
+    assert genome.settle_ticks(40) == 5  # as evolved (ant_smoke.yaml): the controller's default settle
     network = genome.build()
     network.reset(np.random.default_rng(0))
     assert network.tick(np.zeros(27)).shape == (8,)

@@ -124,3 +124,10 @@ def test_vector_round_trip_matches_parameter_count():
     assert n == (27 * 128 + 128 * 64 + 64 * 8) * 5
     vector = np.arange(n, dtype=np.float32)
     assert np.array_equal(Genome.from_vector("hebbian", ANT_SPEC, "ant", vector).to_vector(), vector)
+
+
+def test_settle_ticks_follow_the_genome_when_its_run_recorded_them():
+    genome = random_genome()
+    assert genome.settle_ticks(40) == 40  # no record: the task's
+    genome.provenance["settle_ticks"] = 0
+    assert genome.settle_ticks(40) == 0
