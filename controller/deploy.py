@@ -223,18 +223,21 @@ class Deployment:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[dict[str, Any]]:
-    """SIGTERM stops the run like Ctrl-C does (with an ESTOP); says which signal it was."""
+    """SIGTERM stops the run like Ctrl-C does (with an ESTOP); says which signal it was. Ctrl-C always
+    interrupts, even in a process started with SIGINT ignored (a shell's background job)."""
     received: dict[str, Any] = {"signum": signal.SIGINT, "name": "Ctrl-C"}
 
     def on_term(signum: int, frame: object) -> None:
         received.update(signum=signum, name="SIGTERM")
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, on_term), (signal.SIGINT, signal.default_int_handler))}  # fmt: skip
     try:
         yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Telemetry:

@@ -35,18 +35,29 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LIMIT_S = 120  # against hanging, not a performance expectation
 
 
+def _terminal_signals() -> None:
+    """Ctrl-C as a terminal's, even when this test run was started as a background job (ignoring SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A child process whose stdout lines are collected as they come, so a test can wait for one."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-            cwd=ROOT,
+            cwd=ROOT, preexec_fn=_terminal_signals,
         )  # fmt: skip
         self.lines: list[str] = []
         self._new: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
+        # stderr is read as it comes too: a full pipe would block the process (warnings on a busy machine)
+        self._errors: list[str] = []
+        self._error_reader = threading.Thread(
+            target=lambda: self._errors.extend(self.proc.stderr), daemon=True
+        )
+        self._error_reader.start()
 
     def _collect(self) -> None:
         for line in self.proc.stdout:
@@ -73,10 +84,15 @@ class Process:
         """Optionally signal it, wait for it to end; returns exit code, stdout and stderr."""
         if sig is not None:
             self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=LIMIT_S)
+        try:
+            rc = self.proc.wait(timeout=LIMIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a process holding the pty for the tests after this one
+            raise
         self._reader.join(timeout=LIMIT_S)
+        self._error_reader.join(timeout=LIMIT_S)
         self._drain()
-        return rc, "\n".join(self.lines), self.proc.stderr.read()
+        return rc, "\n".join(self.lines), "".join(self._errors)
 
 
 class Emulator(Process):

@@ -36,7 +36,8 @@ def evolve_process(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-    )
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as a terminal's, even
+    )  # when this test run itself was started as a background job (which ignores SIGINT)
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str, str]:
