@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 import sim
-from controller.genome import load_genome
+from controller.genome import Genome, load_genome
 from controller.loop import run_lifetime
 
 DOCS = Path(__file__).parent
@@ -45,12 +46,6 @@ class Task:
     hebbian: str
     static: str
     table: str
-    dt: float  # control period (s): turns the mid-run cut's tick into a damage onset
-
-
-def midrun_cut(settle: int, dt: float) -> str:
-    """The damage spec that cuts leg 2 after CUT_TICK ticks of control, given the settle ticks."""
-    return f"cut-leg:2@{(settle + CUT_TICK) * dt:g}"
 
 
 TASKS = {
@@ -67,7 +62,6 @@ TASKS = {
         "ant",
         "ant-static",
         "results_table.md",
-        0.05,
     ),
     "servo-quad": Task(
         (
@@ -82,16 +76,31 @@ TASKS = {
         "servo-quad",
         "servo-quad-static",
         "results_table_servo_quad.md",
-        0.02,
     ),
 }
 
 
+@cache
+def _task_timing(task: str) -> tuple[int, float]:
+    """The task's own settle ticks and control period (one environment built per process)."""
+    robot = sim.make(task).unwrapped
+    return robot.settle_ticks, robot.dt
+
+
+def _setup(
+    task: str, genome: str, damages: tuple[str, ...], midrun: bool
+) -> tuple[Genome, int, tuple[str, ...]]:
+    """The genome, the settle it was evolved with, and the damages, with the mid-run cut of leg 2
+    placed CUT_TICK ticks after that settle (an onset in seconds after reset)."""
+    loaded = load_genome(genome, task=task)
+    task_settle, dt = _task_timing(task)
+    settle = loaded.settle_ticks(task_settle)
+    return loaded, settle, (*damages, f"cut-leg:2@{(settle + CUT_TICK) * dt:g}") if midrun else damages
+
+
 def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
     task, genome, row, seed = job
-    loaded = load_genome(genome, task=task)
-    settle = loaded.settle_ticks(sim.make(task).unwrapped.settle_ticks)
-    damages = (*row.damages, midrun_cut(settle, TASKS[task].dt)) if row.midrun_cut else row.damages
+    loaded, settle, damages = _setup(task, genome, row.damages, row.midrun_cut)
     env = sim.make(task, damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
     life = run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle)
     return life.distance, life.terminated, life.recovery_ticks()
@@ -147,10 +156,8 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
 def _speeds(
     genome: str, seed: int, damages: tuple[str, ...], midrun: bool = False
 ) -> tuple[np.ndarray, list]:
-    loaded = load_genome(genome, task="ant")
+    loaded, settle, damages = _setup("ant", genome, damages, midrun)
     network = loaded.build()
-    settle = loaded.settle_ticks(sim.make("ant").unwrapped.settle_ticks)
-    damages = (*damages, midrun_cut(settle, TASKS["ant"].dt)) if midrun else damages
     weights: list[np.ndarray] = []
 
     def record(tick: int, *_: object) -> None:
@@ -168,7 +175,7 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dt, window = 0.05, 20
+    dt, window = _task_timing("ant")[1], 20
     fig, ax = plt.subplots(figsize=(8, 4))
     for name, genome in genomes.items():
         runs = [_speeds(genome, seed, (), midrun=True)[0] for seed in range(lifetimes)]

@@ -146,7 +146,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 f"config key 'randomise' must be a randomisation file or mapping, got {value!r}"
             )
         try:
-            value is None or load_randomisation(value)
+            if value is not None:
+                load_randomisation(value)
         except SpecError as exc:
             raise ConfigError(f"config key 'randomise': {exc}") from None
         return value

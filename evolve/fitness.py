@@ -20,6 +20,7 @@ from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
 from evolve.openai_es import Population
 from sim.damage import SpecError
+from sim.randomise import load_randomisation
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,20 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
     Called first in the main process, so a damage that does not fit the robot (leg 5, an unknown
     joint) or a randomisation it cannot take is a one-line error naming its config key rather than a
     worker's traceback."""
+    randomise = None if config.randomise is None else load_randomisation(config.randomise)  # read once
+    # the intact body first: a failure there can only be the randomisation's
+    targets = [
+        ("randomise", ()),
+        *[(key, damages) for key in DAMAGE_KEYS for damages in getattr(config, key)],
+    ]
     bodies: dict[tuple[str, ...], gymnasium.Env] = {}
-    for key in ("randomise", *DAMAGE_KEYS):
-        for damages in getattr(config, key) if key in DAMAGE_KEYS else [()]:
-            if damages in bodies:
-                continue
-            try:
-                bodies[damages] = sim.make(config.task, damages, randomise=config.randomise)
-            except SpecError as exc:
-                raise ConfigError(f"config key {key!r}: {exc}") from None
+    for key, damages in targets:
+        if damages in bodies:
+            continue
+        try:
+            bodies[damages] = sim.make(config.task, damages, randomise=randomise)
+        except SpecError as exc:
+            raise ConfigError(f"config key {key!r}: {exc}") from None
     return bodies
 
 

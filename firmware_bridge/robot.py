@@ -324,14 +324,16 @@ class Adapter:
         self.command_offset = self.offset if config.control_mode == POSITION else np.zeros(len(cal))
         self._obs = np.zeros(config.obs_size)
         self.ticks = 0  # observations built: the gait clock counts ticks, as the simulator does
+        # (block, its number, the factor applied to its values, where it goes); the clock's number is its
+        # frequency in cycles per tick, not a scale
         self._slices = []
         at = 0
-        for block, scale in config.observation:
+        for block, number in config.observation:
             size = config.block_size(block)
-            self._slices.append((block, scale, slice(at, at + size)))
+            self._slices.append((block, number, 1.0 if block == "clock" else number, slice(at, at + size)))
             at += size
 
-    def _block(self, block: str, scale: float, state: State) -> Any:
+    def _block(self, block: str, number: float, state: State) -> Any:
         if block == "joint_positions":
             return self.sign * (np.asarray(state.joint_pos) - self.offset)
         if block == "joint_velocities":
@@ -343,7 +345,7 @@ class Adapter:
         if block == "angular_velocity":
             return state.gyro
         if block == "clock":
-            phase = 2.0 * np.pi * scale * self.ticks
+            phase = 2.0 * np.pi * number * self.ticks
             return np.sin(phase), np.cos(phase)
         if block == "contacts":
             return [(state.contacts >> k) & 1 for k in range(self.config.feet)]
@@ -356,10 +358,10 @@ class Adapter:
 
     def observation(self, state: State) -> np.ndarray:
         """The observation vector the genome expects (a view of one reused buffer)."""
-        for block, scale, where in self._slices:
-            self._obs[where] = self._block(block, scale, state)
-            if scale != 1.0 and block != "clock":
-                self._obs[where] *= scale
+        for block, number, factor, where in self._slices:
+            self._obs[where] = self._block(block, number, state)
+            if factor != 1.0:
+                self._obs[where] *= factor
         self.ticks += 1
         return self._obs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,13 @@ import pytest
 
 from controller.genome import Genome, save_genome
 from controller.network import NetworkSpec
+
+
+def terminal_sigint() -> None:
+    """A child's Ctrl-C as a terminal's (``preexec_fn``), even when this test run was started as a
+    shell's background job, whose children inherit SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 ANT_SPEC = NetworkSpec((27, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr", normalise=True)
 

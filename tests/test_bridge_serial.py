@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
+from conftest import terminal_sigint
 
 from controller.cli import main as controller
 from controller.deploy import Deployment
@@ -35,18 +36,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LIMIT_S = 120  # against hanging, not a performance expectation
 
 
-def _terminal_signals() -> None:
-    """Ctrl-C as a terminal's, even when this test run was started as a background job (ignoring SIGINT)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Process:
     """A child process whose stdout lines are collected as they come, so a test can wait for one."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-            cwd=ROOT, preexec_fn=_terminal_signals,
+            cwd=ROOT, preexec_fn=terminal_sigint,
         )  # fmt: skip
         self.lines: list[str] = []
         self._new: queue.Queue[str] = queue.Queue()

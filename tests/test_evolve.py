@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import terminal_sigint
 
 from controller.genome import load_genome
 from evolve.cli import main
@@ -36,8 +37,8 @@ def evolve_process(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as a terminal's, even
-    )  # when this test run itself was started as a background job (which ignores SIGINT)
+        preexec_fn=terminal_sigint,
+    )
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str, str]:
