@@ -192,6 +192,8 @@ class FeedForward:
     preallocated): the Hebbian update needs exactly these pre- and post-synaptic values.
     """
 
+    TERMS = 0  # floats per synapse a subclass keeps in the buffer beside the weights
+
     def __init__(
         self, spec: NetworkSpec, backend: str = "auto", frontend_kernels: Sequence[np.ndarray] = ()
     ) -> None:
@@ -200,16 +202,18 @@ class FeedForward:
         self.frontend = ConvFrontEnd(get_frontend(spec.frontend), frontend_kernels) if spec.frontend else None
         sizes = spec.layer_sizes
         offsets = np.concatenate([[0], np.cumsum([a * b for a, b in spec.layer_shapes])])
-        self._flat_weights = np.zeros(int(offsets[-1]), dtype=np.float32)
+        synapses = int(offsets[-1])
+        # One float32 buffer: the weights, then TERMS floats per synapse, then the activations.
+        act_offsets = np.concatenate([[0], np.cumsum(sizes)]) + (1 + self.TERMS) * synapses
+        self._buffer = np.zeros(int(act_offsets[-1]), dtype=np.float32)
+        self._flat_weights = self._buffer[:synapses]
+        self._flat_terms = self._buffer[synapses : act_offsets[0]].reshape(self.TERMS, synapses)
+        self._flat_activations = self._buffer[act_offsets[0] :]
         self.weights = [
             self._flat_weights[offsets[k] : offsets[k + 1]].reshape(shape)
             for k, shape in enumerate(spec.layer_shapes)
         ]
-        act_offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self._flat_activations = np.zeros(int(act_offsets[-1]), dtype=np.float32)
-        self.activations = [
-            self._flat_activations[act_offsets[k] : act_offsets[k + 1]] for k in range(len(sizes))
-        ]
+        self.activations = [self._buffer[act_offsets[k] : act_offsets[k + 1]] for k in range(len(sizes))]
         self._tanh = [name == "tanh" for name in spec.activations]
         self._weight_offsets = offsets.astype(np.int64)
         self._activation_offsets = act_offsets.astype(np.int64)
@@ -269,6 +273,8 @@ class StaticNetwork(FeedForward):
 class HebbianNetwork(FeedForward):
     """Random initial weights every lifetime, changed every tick by per-synapse Hebbian rules."""
 
+    TERMS = 4  # the effective A, B, C, D of every synapse (lr folded in), for the fused kernel
+
     def __init__(
         self,
         spec: NetworkSpec,
@@ -289,9 +295,9 @@ class HebbianNetwork(FeedForward):
                 )
             eff, self.present = effective_coefficients(rule, c)
             folded.append(eff)
-        # numpy layout: per layer (4, n_in, n_out); numba layout: (4, all synapses), one row per term.
+        # numpy layout: per layer (4, n_in, n_out); the kernel's: (4, all synapses), one row per term.
         self._terms = folded
-        self._flat_terms = np.concatenate([f.reshape(4, -1) for f in folded], axis=1)
+        self._flat_terms[...] = np.concatenate([f.reshape(4, -1) for f in folded], axis=1)
         self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._initial_weights = (
@@ -303,15 +309,12 @@ class HebbianNetwork(FeedForward):
             self._kernel = _fused.tick
             self._obs_shape = (spec.layer_sizes[0],)
             self._action = self.activations[-1]
-            layout = _fused.layout(
-                self._sizes, self._activation_offsets, self._weight_offsets, self._tanh_mask
-            )
-            # the kernel's arguments after the observation, bound once (the tick costs microseconds)
-            self._state = (
-                self._flat_weights,
-                self._flat_terms,
-                self._flat_activations,
-                layout,
+            self._layout = _fused.layout(
+                self._sizes,
+                self._activation_offsets,
+                self._weight_offsets,
+                self._flat_weights.size,
+                self._tanh_mask,
                 spec.normalise,
             )
         self.lifetime_ticks = 0
@@ -361,6 +364,6 @@ class HebbianNetwork(FeedForward):
         if type(obs) is not np.ndarray or obs.shape != self._obs_shape or self.frontend is not None:
             self._load_obs(obs)  # checks the shape; the kernel then loads the layer input onto itself
             obs = self.activations[0]
-        self._kernel(obs, *self._state)
+        self._kernel(obs, self._buffer, self._layout)
         self.lifetime_ticks += 1
         return self._action.copy()

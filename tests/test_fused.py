@@ -83,12 +83,15 @@ def test_a_nan_weight_spreads_as_in_numpy():
 
 
 def test_layout_describes_every_layer():
-    network = _pair("A", False)[1]
-    layout = _fused.layout(
-        network._sizes, network._activation_offsets, network._weight_offsets, network._tanh_mask
-    )
-    assert layout.tolist() == [
-        [27, 128, 0, 27, 0, 1],
-        [128, 64, 27, 155, 27 * 128, 1],
-        [64, 8, 155, 219, 27 * 128 + 128 * 64, 1],
+    """Offsets into the one buffer: the weights at 0, the four term rows after them (12,160 apart),
+    then the activations; one row per layer."""
+    network = _pair("A", True)[1]
+    s = 27 * 128 + 128 * 64 + 64 * 8
+    acts = 5 * s
+    assert network._layout.tolist() == [
+        [27, 128, acts, acts + 27, 0, s, s, 1, 1],
+        [128, 64, acts + 27, acts + 155, 27 * 128, s + 27 * 128, s, 1, 1],
+        [64, 8, acts + 155, acts + 219, 27 * 128 + 128 * 64, s + 27 * 128 + 128 * 64, s, 1, 1],
     ]
+    for part in (*network.weights, network._flat_terms, *network.activations):
+        assert np.shares_memory(part, network._buffer)
