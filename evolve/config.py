@@ -56,6 +56,9 @@ class Config:
     settle_ticks: int = 40
     early_stop: bool = True
     lifetimes: int = 1
+    # each lifetime's fitness clipped at this before averaging (0 = no cap): above it a lifetime counts
+    # as done, so the search pays for walking in every lifetime rather than far in a few
+    fitness_cap: float = 0.0
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
@@ -108,6 +111,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ticks": _at_least(1),
     "settle_ticks": _at_least(0),
     "lifetimes": _at_least(1),
+    "fitness_cap": _at_least(0),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),

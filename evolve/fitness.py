@@ -131,7 +131,7 @@ class Evaluator:
                 life = run_lifetime(
                     network, env, ticks, seed, settle_ticks=c.settle_ticks, early_stop=self._early_stop
                 )
-                distances.append(life.fitness)
+                distances.append(min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness)
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
         return Result(float(np.mean(distances)), steps, fell, time.process_time() - cpu_start)

@@ -17,7 +17,8 @@ from conftest import terminal_sigint
 from controller.genome import load_genome
 from evolve.cli import main
 from evolve.config import Config, config_to_dict, load_config, make_config
-from evolve.fitness import make_bodies, pair_jobs
+from evolve.fitness import Evaluator, Job, make_bodies, pair_jobs
+from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,6 +245,18 @@ def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draw
     drawn = [r["friction"] for r in train + held_out]
     assert len(set(drawn)) == len(drawn)  # every lifetime a different robot
     assert robot(pair_jobs(config, generation=0)[0].seeds[0])["friction"] == train[0]["friction"]
+
+
+def test_fitness_cap_clips_each_lifetime_before_the_mean():
+    """The shipped walker covers more than 0.5 m in 100 ticks on every seed: capped, each lifetime
+    scores exactly the cap; uncapped, more."""
+    genome = load_genome("ant")
+    values = {"ticks": 100, "settle_ticks": 0, "lifetimes": 2, "early_stop": False}
+    mean = Population(genome.to_vector(), 0.1, 0, 0)
+    job = Job(None, ((),), (11, 12))
+    uncapped = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
+    capped = Evaluator(make_config({**values, "fitness_cap": 0.5})).run_job(mean, job, 100).fitness
+    assert uncapped > 0.5 and capped == 0.5
 
 
 @pytest.mark.parametrize(
