@@ -2,11 +2,12 @@
 
     PYTHONPATH=. python bench/tick.py [--rounds 61] [--normalise off|on|off,on] [--rules ABCD_lr,...]
 
-For the Ant network (27 -> 128 -> 64 -> 8, tanh after every layer) and each of the nine rules, one line: the median µs of one ``network.tick(obs)`` (forward pass and
-plasticity update, as the control loop calls it: a new observation in, action copied out) for every
-backend installed (numpy always; numba and onnxruntime with their extras), and as the floor, timed
-in the same rounds, one ``np.multiply(c, c, out=o)`` over the genome's coefficient array (float32,
-synapses x coefficients per synapse: 12,160 x 5 = 60,800 for ABCD_lr). Each rule's line ends with
+For the Ant network (27 -> 128 -> 64 -> 8, tanh after every layer) and each of the nine rules, one line:
+the median µs of one ``network.tick(obs)`` (forward pass and plasticity update, as the control loop
+calls it: a new observation in, action copied out) for every backend installed (numpy always; numba and
+onnxruntime with their extras), and as the floor, timed in the same rounds, one ``np.multiply(c, c,
+out=o)`` over the genome's coefficient array (float32, synapses x coefficients per synapse: 12,160 x 5 =
+60,800 for ABCD_lr). Each rule's line ends with
 ``ratio``: the fastest backend's tick over the floor. By default the rule runs as the paper defines it;
 ``--normalise off,on`` adds a second table with the per-layer max-|w| normalisation the shipped genomes
 use, which costs one more pass over the weights (a division of every weight, rounded as numpy rounds it).
@@ -140,7 +141,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print("floor: np.multiply(c, c, out=o) over the rule's float32 coefficient array (length below)")
     for setting in settings:
-        print(f"\nnormalisation {setting}" + (" (per-layer max-|w| after every update)" if setting == "on" else ""))
+        what = " (per-layer max-|w| after every update)" if setting == "on" else ""
+        print(f"\nnormalisation {setting}{what}")
         print(f"{'rule':22s}{'length':>8s}" + "".join(f"{b:>9s}" for b in [*backends, "floor"]) + "  fastest")
         for rule in args.rules.split(","):
             times = bench_rule(rule, setting == "on", backends, args.rounds)
