@@ -7,10 +7,10 @@ the median µs of one ``network.tick(obs)`` (forward pass and plasticity update,
 calls it: a new observation in, action copied out) for every backend installed (numpy always; numba and
 onnxruntime with their extras), and as the floor, timed in the same rounds, one ``np.multiply(c, c,
 out=o)`` over the genome's coefficient array (float32, synapses x coefficients per synapse: 12,160 x 5 =
-60,800 for ABCD_lr). Each rule's line ends with
-``ratio``: the fastest backend's tick over the floor. By default the rule runs as the paper defines it;
-``--normalise off,on`` adds a second table with the per-layer max-|w| normalisation the shipped genomes
-use, which costs one more pass over the weights (a division of every weight, rounded as numpy rounds it).
+60,800 for ABCD_lr). Each rule's line ends with ``ratio``: the fastest backend's tick over the floor. By
+default the rule runs as the paper defines it; ``--normalise off,on`` adds a second table with the
+per-layer max-|w| normalisation the shipped genomes use, which costs one more pass over the weights (a
+division of every weight, rounded as numpy rounds it).
 
 The genome is random (coefficients N(0, 0.1)), as are the observations (N(0, 0.5), a new one each
 tick). Under rule A with normalisation most weights end up subnormal (the largest synapse wins every
