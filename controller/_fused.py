@@ -9,7 +9,8 @@ Written for the vectoriser: no fastmath (every product and sum rounds as numpy's
 error checks in the loops (``error_model="numpy"``: a checked division stops LLVM vectorising a
 loop), a tanh made of multiplies and adds instead of 200 libm calls per tick, the peak |w| found
 on the float bits with integer max (which vectorises without fastmath and propagates NaN as
-``np.max`` does), and the forward pass summing four input rows per sweep of the outputs.
+``np.max`` does), the forward pass summing four input rows per sweep of the outputs, and the
+normalisation's division done with multiply-adds where that rounds exactly as a division does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from numba.extending import intrinsic
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 # Column of the layout array (one row per weight layer); every *_AT is an offset into the one buffer.
 N_IN, N_OUT, X_AT, Y_AT, W_AT, T_AT, T_STRIDE, TANH, NORMALISE = range(9)
+_SAFE = np.float32(2.0**-60)  # operands of the fma division stay this far inside float32's normal range
+_NO_WEIGHT = np.int32(0x7F800000)  # the bits of +inf: the least nonzero |w| before any is seen
 _TANH_ONE = 20.0  # float32 tanh is exactly +-1 from |x| = 9.01 on
 _EXPM1_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(11, 0, -1))  # Horner order: 1/11! ... 1/1!
 
@@ -122,6 +125,53 @@ def _bits_of_float32(typingctx, value):
     return types.int32(types.float32), codegen
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma: one instruction on x86-64 since Haswell and on arm64)."""
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fma, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@numba.njit(inline="always", **_JIT)
+def _divide(w: np.ndarray, peak: np.float32, smallest: np.float32) -> None:
+    """w / peak, rounded exactly as numpy's division rounds it.
+
+    A division per weight is the slowest instruction of the tick, so where every operand is far from
+    the subnormal range it is replaced by three multiply-adds: the quotient through the rounded
+    reciprocal is within an ulp, its remainder is exact with an fma, and one correction rounds it to
+    the correctly rounded quotient (Markstein's theorem; the remainder is negated so that -0 stays
+    -0). ``smallest`` is the least nonzero |w|: with subnormal weights (rule A drives most weights
+    there) or an extreme peak the theorem does not hold, and the layer is divided plainly.
+    """
+    if _SAFE < peak < 1.0 / _SAFE and smallest >= peak * _SAFE:
+        reciprocal = np.float32(1.0) / peak
+        for s in range(w.shape[0]):
+            q = w[s] * reciprocal
+            w[s] = _fma(-_fma(q, peak, -w[s]), reciprocal, q)
+    else:
+        for s in range(w.shape[0]):
+            w[s] = w[s] / peak
+
+
+@numba.njit(**_JIT)
+def normalise_inplace(w: np.ndarray) -> None:
+    """The kernel's w / max|w| over an array, peak and smallest weight found as the tick finds them
+    (for tests)."""
+    bits, low = np.int32(0), _NO_WEIGHT
+    for s in range(w.shape[0]):
+        b = _bits_of_float32(abs(w[s]))
+        bits = max(bits, b)
+        low = min(low, b if b != 0 else _NO_WEIGHT)
+    peak = _float32_from_bits(bits)
+    if peak > 0:
+        _divide(w, peak, _float32_from_bits(low))
+
+
 @numba.njit(inline="always", **_JIT)
 def _dw(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, s: int, pre: float, post: float) -> float:
     """One synapse's change, summed in the numpy path's order."""
@@ -141,23 +191,25 @@ def _update(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray) -> None:
 
 @numba.njit(inline="always", **_JIT)
 def _update_normalised(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray) -> None:
-    """The update, then w / max|w|. The peak is taken as each new weight is written (one pass over w
-    fewer), as np.max(np.abs(w)) gives it, NaN included: for non-negative floats the order of the bit
-    patterns is the order of the values, and NaN's bits are above every number's."""
+    """The update, then w / max|w|. The peak (and the least nonzero |w|, for :func:`_divide`) is taken
+    as each new weight is written (one pass over w fewer), as np.max(np.abs(w)) gives it, NaN
+    included: for non-negative floats the order of the bit patterns is the order of the values, and
+    NaN's bits are above every number's."""
     a, b, c, d = terms
     n_out = y.shape[0]
-    bits = np.int32(0)
+    bits, low = np.int32(0), _NO_WEIGHT
     for i in range(x.shape[0]):
         xi, row = x[i], i * n_out
         for j in range(n_out):
             s = row + j
             new = w[s] + _dw(a, b, c, d, s, xi, y[j])
             w[s] = new
-            bits = max(bits, _bits_of_float32(abs(new)))  # int32 throughout: 16 lanes a vector
+            magnitude = _bits_of_float32(abs(new))  # int32 throughout: 16 lanes a vector
+            bits = max(bits, magnitude)
+            low = min(low, magnitude if magnitude != 0 else _NO_WEIGHT)
     peak = _float32_from_bits(bits)
     if peak > 0:
-        for s in range(w.shape[0]):
-            w[s] = w[s] / peak
+        _divide(w, peak, _float32_from_bits(low))
 
 
 @numba.njit(**_JIT)

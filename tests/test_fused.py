@@ -67,6 +67,23 @@ def test_tanh_is_correctly_rounded_float32():
     assert np.isnan(nan[0])
 
 
+@pytest.mark.parametrize(
+    "scale, smallest",
+    [(1.3, 1e-7), (1e30, 1e-7), (1e-30, 1e-7), (1.3, 1e-44), (1.3, 1e-20)],
+    ids=["normal", "huge-peak", "tiny-peak", "subnormal-weights", "tiny-weights"],
+)
+def test_normalisation_rounds_exactly_as_numpy_divides(scale, smallest):
+    """The kernel divides through multiply-adds where that is exact and plainly where it is not (an
+    extreme peak, subnormal weights); either way every bit equals numpy's w / max|w|, -0 included."""
+    rng = np.random.default_rng(7)
+    magnitude = 10.0 ** rng.uniform(np.log10(smallest), 0.0, 200_000)
+    w = (np.where(rng.random(200_000) < 0.5, -1.0, 1.0) * magnitude * scale).astype(np.float32)
+    w[:3] = [0.0, -0.0, -scale]
+    expected = w / np.max(np.abs(w))
+    _fused.normalise_inplace(w)
+    np.testing.assert_array_equal(w.view(np.int32), expected.view(np.int32))
+
+
 def test_a_nan_weight_spreads_as_in_numpy():
     """The peak |w| taken on the float bits is NaN when a weight is, as np.max(np.abs(w)) is: neither
     backend then divides, and both carry the NaN on."""
