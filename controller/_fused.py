@@ -158,15 +158,21 @@ def _divide(w: np.ndarray, peak: np.float32, smallest: np.float32) -> None:
             w[s] = w[s] / peak
 
 
+@numba.njit(inline="always", **_JIT)
+def _extremes(bits: np.int32, low: np.int32, value: np.float32) -> tuple[np.int32, np.int32]:
+    """The bits of the largest |w| and of the least nonzero |w| so far, with ``value`` seen: int32
+    throughout, so both run 16 lanes a vector."""
+    magnitude = _bits_of_float32(abs(value))
+    return max(bits, magnitude), min(low, magnitude if magnitude != 0 else _NO_WEIGHT)
+
+
 @numba.njit(**_JIT)
 def normalise_inplace(w: np.ndarray) -> None:
     """The kernel's w / max|w| over an array, peak and smallest weight found as the tick finds them
     (for tests)."""
     bits, low = np.int32(0), _NO_WEIGHT
     for s in range(w.shape[0]):
-        b = _bits_of_float32(abs(w[s]))
-        bits = max(bits, b)
-        low = min(low, b if b != 0 else _NO_WEIGHT)
+        bits, low = _extremes(bits, low, w[s])
     peak = _float32_from_bits(bits)
     if peak > 0:
         _divide(w, peak, _float32_from_bits(low))
@@ -204,9 +210,7 @@ def _update_normalised(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray
             s = row + j
             new = w[s] + _dw(a, b, c, d, s, xi, y[j])
             w[s] = new
-            magnitude = _bits_of_float32(abs(new))  # int32 throughout: 16 lanes a vector
-            bits = max(bits, magnitude)
-            low = min(low, magnitude if magnitude != 0 else _NO_WEIGHT)
+            bits, low = _extremes(bits, low, new)
     peak = _float32_from_bits(bits)
     if peak > 0:
         _divide(w, peak, _float32_from_bits(low))

@@ -287,17 +287,19 @@ class HebbianNetwork(FeedForward):
         rule = get_rule(spec.rule)
         if len(coefficients) != len(self.weights):
             raise ValueError(f"{len(self.weights)} layers need {len(self.weights)} coefficient arrays")
-        folded = []
-        for (n_in, n_out), c in zip(spec.layer_shapes, coefficients, strict=True):
+        # The kernel reads the terms as (4, all synapses), one row per term; the numpy path as per-layer
+        # (4, n_in, n_out) views of the same rows.
+        self._terms = []
+        for k, ((n_in, n_out), c) in enumerate(zip(spec.layer_shapes, coefficients, strict=True)):
             if c.shape != (n_in, n_out, rule.size):
                 raise ValueError(
                     f"coefficient array has shape {c.shape}, expected {(n_in, n_out, rule.size)}"
                 )
-            eff, self.present = effective_coefficients(rule, c)
-            folded.append(eff)
-        # numpy layout: per layer (4, n_in, n_out); the kernel's: (4, all synapses), one row per term.
-        self._terms = folded
-        self._flat_terms[...] = np.concatenate([f.reshape(4, -1) for f in folded], axis=1)
+            terms = self._flat_terms[:, self._weight_offsets[k] : self._weight_offsets[k + 1]]
+            terms = terms.reshape(4, n_in, n_out)  # a view: each term's row is contiguous
+            folded, self.present = effective_coefficients(rule, c)
+            terms[...] = folded
+            self._terms.append(terms)
         self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._initial_weights = (
