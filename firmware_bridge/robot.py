@@ -46,6 +46,7 @@ OBSERVATION_BLOCKS = {
     "joint_velocities": False,
     "linear_velocity": True,
     "angular_velocity": False,
+    "heading": False,  # yaw turned since the first observation, rad, wrapped to [-pi, pi]
     "contacts": False,
     "clock": False,  # sine and cosine of a gait clock; its number is cycles per tick, not a scale
 }
@@ -53,9 +54,16 @@ OBSERVATION_BLOCKS = {
 
 def gravity_direction(quaternion: tuple[float, ...]) -> np.ndarray:
     """Unit gravity direction in the body frame from a body-to-world quaternion w, x, y, z: the IMU's
-    roll and pitch without its yaw, which drifts and means nothing to a walker."""
+    roll and pitch (its yaw is the ``heading`` block)."""
     w, x, y, z = quaternion
     return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
+
+
+def yaw_angle(quaternion: tuple[float, ...]) -> float:
+    """Yaw (rad, about the world's vertical, counter-clockwise seen from above) of a body-to-world
+    quaternion w, x, y, z."""
+    w, x, y, z = quaternion
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class RobotConfig:
             "height": 1,
             "quaternion": 4,
             "gravity": 3,
+            "heading": 1,
             "linear_velocity": 3,
             "angular_velocity": 3,
             "clock": 2,
@@ -324,6 +333,7 @@ class Adapter:
         self.command_offset = self.offset if config.control_mode == POSITION else np.zeros(len(cal))
         self._obs = np.zeros(config.obs_size)
         self.ticks = 0  # observations built: the gait clock counts ticks, as the simulator does
+        self.start_yaw = 0.0  # the heading counts from the yaw of the first observation
         # (block, its number, the factor applied to its values, where it goes); the clock's number is its
         # frequency in cycles per tick, not a scale
         self._slices = []
@@ -344,6 +354,11 @@ class Adapter:
             return gravity_direction(state.quaternion)
         if block == "angular_velocity":
             return state.gyro
+        if block == "heading":
+            yaw = yaw_angle(state.quaternion)
+            if self.ticks == 0:
+                self.start_yaw = yaw
+            return math.remainder(yaw - self.start_yaw, 2.0 * math.pi)
         if block == "clock":
             phase = 2.0 * np.pi * number * self.ticks
             return np.sin(phase), np.cos(phase)

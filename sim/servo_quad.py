@@ -11,14 +11,19 @@ Action (8 values in [-1, 1], joints in order hip_1, knee_1, ..., hip_4, knee_4):
 knee bent 60 degrees), clipped to the joint ranges. Every tick sends one command to the 8 servos of
 :mod:`sim.servo` (latency, dead band, proportional drive, torque and speed limits), simulated at 500 Hz.
 
-Observation (16 values: what such a robot senses, no position, no velocity of the body; and a clock):
+Observation (17 values: what such a robot senses, no position, no velocity of the body; and a clock):
 
-- [0:3] gravity direction in the torso frame (unit vector; (0, 0, -1) standing level): the IMU's
-  orientation without its yaw, which drifts on a real IMU and means nothing to a walker;
+- [0:3] gravity direction in the torso frame (unit vector; (0, 0, -1) standing level): the IMU's roll
+  and pitch;
 - [3:6] 0.1 x torso angular velocity in the torso frame (rad/s): the IMU's gyro;
-- [6:14] commanded joint angles (rad from the neutral stance, joint order): the targets of the last
+- [6] heading: the yaw turned since reset (rad, wrapped to [-pi, pi], positive to the left), the IMU's
+  yaw relative to where the lifetime started. The gyro alone gives the rate of turning, not how far the
+  body has turned: without it, robots whose uneven servos pull the gait to one side walked in circles
+  (docs/results.md). A real IMU's yaw drifts (about a degree a minute for an MPU-6050's fused yaw), little
+  over a lifetime of 20 s; ``obs_bias`` and ``obs_noise`` act on it like on the other IMU channels.
+- [7:15] commanded joint angles (rad from the neutral stance, joint order): the targets of the last
   command sent. Hobby servos report no angle, so a real robot knows only what it commanded.
-- [14:16] sine and cosine of a 2 Hz gait clock, counted in ticks since reset: the controller's own
+- [15:17] sine and cosine of a 2 Hz gait clock, counted in ticks since reset: the controller's own
   clock, not a sensor. Without feedback of measured angles, random plastic networks driving position
   servos settle to a fixed pose (measured: none of the initial genomes moved); the clock gives every
   lifetime a rhythm for the rules to shape into a gait (the deploy loop's ``clock`` observation block).
@@ -32,6 +37,7 @@ randomisation of the control rate).
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 
 import mujoco
@@ -56,7 +62,7 @@ SAFE_POSE = (-0.5, 1.0) * len(LEGS)  # rad, hip and knee per leg: a crouch, bell
 VELOCITY_SCALE = 0.1
 MAX_TILT_COS = 0.5  # cos 60 degrees: torso z axis this far from vertical ends the lifetime
 CLOCK_HZ = 2.0  # gait clock: two strides a second, a Bittle's walk
-OBS_SIZE = 16
+OBS_SIZE = 17
 
 
 def model_path() -> str:
@@ -68,7 +74,7 @@ class ServoQuadEnv(MujocoQuadruped):
 
     joints = JOINTS
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
-    sensed = slice(0, 6)  # the IMU's channels; the commanded angles are known exactly
+    sensed = slice(0, 7)  # the IMU's channels; the commanded angles are known exactly
     early_stop = (200, 75)  # 4 s, then 1.5 s without a new best distance (the Ant's 1.5 s)
     settle_ticks = 50  # 1 s of the neutral stance before control starts
 
@@ -87,6 +93,7 @@ class ServoQuadEnv(MujocoQuadruped):
         self.tick_jitter = tick_jitter
         self.clock_hz = clock_hz
         self.ticks = 0
+        self.start_yaw = 0.0
         self.servos = Servos(SERVO, len(JOINTS))
         intact = mujoco.MjSpec.from_file(model_path())
         intact.option.timestep = timestep
@@ -122,6 +129,15 @@ class ServoQuadEnv(MujocoQuadruped):
         w, x, y, z = self.data.qpos[3:7]
         return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
 
+    def yaw(self) -> float:
+        """The torso's yaw (rad, about the world's z, from +x toward +y)."""
+        w, x, y, z = self.data.qpos[3:7]
+        return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+    def heading(self) -> float:
+        """Yaw turned since reset, wrapped to [-pi, pi]: what a walker needs to hold its course."""
+        return math.remainder(self.yaw() - self.start_yaw, 2.0 * math.pi)
+
     def clock(self) -> tuple[float, float]:
         """Sine and cosine of the gait clock's phase, counted in ticks since reset at the nominal
         control period (the deploy loop counts its ticks the same way, jitter or not)."""
@@ -130,7 +146,13 @@ class ServoQuadEnv(MujocoQuadruped):
 
     def _obs(self) -> np.ndarray:
         return np.concatenate(
-            [self.gravity(), VELOCITY_SCALE * self.data.qvel[3:6], self.commanded, self.clock()]
+            [
+                self.gravity(),
+                VELOCITY_SCALE * self.data.qvel[3:6],
+                (self.heading(),),
+                self.commanded,
+                self.clock(),
+            ]
         )
 
     # --- gymnasium API -----------------------------------------------------------------------
@@ -142,6 +164,7 @@ class ServoQuadEnv(MujocoQuadruped):
         self.commanded = np.zeros(len(JOINTS))
         self.servos.reset(self.commanded)
         self.ticks = 0
+        self.start_yaw = self.yaw()
 
     def step(self, action: np.ndarray):
         x_before = float(self.data.qpos[0])

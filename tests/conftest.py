@@ -10,6 +10,7 @@ import pytest
 
 from controller.genome import Genome, save_genome
 from controller.network import NetworkSpec
+from sim.servo_quad import OBS_SIZE
 
 
 def terminal_sigint() -> None:
@@ -36,6 +37,6 @@ def genome_file(tmp_path):
 def still_genome(path: Path) -> Path:
     """A servo-quad genome whose rules never change its small random weights: small actions, a robot
     that stands (for runs that must not fall)."""
-    spec = NetworkSpec((16, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
+    spec = NetworkSpec((OBS_SIZE, 128, 64, 8), ("tanh", "tanh", "tanh"), "ABCD_lr")
     vector = np.zeros(Genome.parameter_count("hebbian", spec))
     return save_genome(Genome.from_vector("hebbian", spec, "servo-quad", vector), path)

@@ -82,9 +82,9 @@ def test_noise_and_bias_act_on_the_sensed_channels_only():
     for a in np.random.default_rng(0).uniform(-1, 1, (200, 8)):
         diffs.append(noisy.step(a)[0] - clean.step(a)[0])
     diffs = np.array(diffs)
-    assert np.all(diffs[:, 6:] == 0.0)  # commanded angles are known exactly
-    assert diffs[:, :6].mean(axis=0) == pytest.approx(info["randomisation"]["obs_bias"], abs=0.003)
-    assert diffs[:, :6].std(axis=0) == pytest.approx(np.full(6, 0.01), rel=0.2)
+    assert np.all(diffs[:, 7:] == 0.0)  # commanded angles and the clock are known exactly
+    assert diffs[:, :7].mean(axis=0) == pytest.approx(info["randomisation"]["obs_bias"], abs=0.003)
+    assert diffs[:, :7].std(axis=0) == pytest.approx(np.full(7, 0.01), rel=0.2)
 
 
 def test_tick_jitter_varies_the_tick_length_within_its_bound():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 import signal
 from pathlib import Path
@@ -16,7 +17,8 @@ from test_bridge_serial import Process
 
 import sim
 from controller.cli import main as controller
-from firmware_bridge.robot import gravity_direction, load_robot
+from firmware_bridge.protocol import State
+from firmware_bridge.robot import Adapter, gravity_direction, load_robot
 from sim.mujoco_quadruped import leg_geom
 from sim.servo_quad import AMPLITUDE, JOINTS, SERVO
 
@@ -40,11 +42,12 @@ def test_body_and_interface():
     model = robot.model
     assert [model.actuator(i).name for i in range(model.nu)] == list(JOINTS)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (16,) and env.action_space.shape == (8,)
-    assert obs[14:] == pytest.approx([0.0, 1.0])  # the gait clock starts at phase 0
+    assert obs.shape == (17,) and env.action_space.shape == (8,)
+    assert obs[6] == 0.0  # the heading counts from the reset pose
+    assert obs[15:] == pytest.approx([0.0, 1.0])  # the gait clock starts at phase 0
     for _ in range(5):
         obs = env.step(np.zeros(8))[0]
-    assert obs[14:] == pytest.approx([np.sin(2 * np.pi * 0.2), np.cos(2 * np.pi * 0.2)])  # 2 Hz, 5 ticks
+    assert obs[15:] == pytest.approx([np.sin(2 * np.pi * 0.2), np.cos(2 * np.pi * 0.2)])  # 2 Hz, 5 ticks
 
 
 def floating(latency: float | None = None):
@@ -120,17 +123,17 @@ def test_observation_is_what_the_robot_senses():
     assert obs[:3] == pytest.approx([0.0, 0.0, -1.0], abs=0.05)  # standing level
     action = np.linspace(-1.0, 1.0, 8)
     obs, *_ = env.step(action)
-    assert obs[6:14] == pytest.approx(AMPLITUDE * action)  # the commanded angles
+    assert obs[7:15] == pytest.approx(AMPLITUDE * action)  # the commanded angles
     assert np.linalg.norm(obs[:3]) == pytest.approx(1.0)
-    # no global position or heading: move and turn the whole robot, the observation stays the same
+    # no global position: move the whole robot and turn it, only the heading changes, by the turn
     robot = env.unwrapped
     before = robot._obs()
     robot.data.qpos[0:2] += (3.0, -2.0)
-    half = 0.6
-    turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
-    mujoco.mju_mulQuat(robot.data.qpos[3:7], turn, robot.data.qpos[3:7].copy())
+    robot.data.qpos[3:7] = _turned(robot.data.qpos[3:7].copy(), 40.0)
     mujoco.mj_forward(robot.model, robot.data)
-    assert robot._obs() == pytest.approx(before)
+    after = robot._obs()
+    assert after[6] - before[6] == pytest.approx(math.radians(40.0))
+    assert np.delete(after, 6) == pytest.approx(np.delete(before, 6))
 
 
 def trot(env, ticks: int, seed: int = 0) -> tuple[float, bool]:
@@ -190,6 +193,41 @@ def test_the_bridge_computes_the_same_gravity_direction_as_the_simulator():
     assert config.obs_size == env.observation_space.shape[0] and config.joints == JOINTS
 
 
+def _turned(quaternion: np.ndarray, degrees: float) -> np.ndarray:
+    """The orientation ``quaternion`` (w, x, y, z), then turned about the world's vertical."""
+    half = math.radians(degrees) / 2
+    turned = np.empty(4)
+    mujoco.mju_mulQuat(turned, np.array([math.cos(half), 0.0, 0.0, math.sin(half)]), quaternion)
+    return turned
+
+
+@pytest.mark.parametrize("degrees", [30.0, -100.0, 179.0, 181.0])
+def test_heading_is_the_yaw_turned_since_the_start_in_the_simulator_and_on_the_bridge(degrees):
+    """Observation [6]: how far the body has turned left since the lifetime began, wrapped to [-pi, pi],
+    whatever it is tilted by; the deploy adapter reads the same from STATE's quaternion, counted from the
+    first observation rather than from a known reset pose."""
+    env = sim.make("servo-quad")
+    env.reset(seed=0)
+    robot = env.unwrapped
+    tilted = np.array([0.97, 0.12, -0.2, 0.0]) / np.linalg.norm([0.97, 0.12, -0.2, 0.0])
+    robot.data.qpos[3:7] = tilted
+    tilted_heading = robot.heading()
+    robot.data.qpos[3:7] = _turned(tilted, degrees)
+    expected = math.remainder(math.radians(degrees), 2 * math.pi)
+    assert math.remainder(robot.heading() - tilted_heading, 2 * math.pi) == pytest.approx(expected)
+    assert robot._obs()[6] == robot.heading() and abs(robot.heading()) <= math.pi
+
+    adapter = Adapter(load_robot("servo-quad"))
+    start = _turned(tilted, 75.0)  # the robot starts facing wherever it stands
+
+    def observe(quaternion: np.ndarray) -> float:
+        state = State(0, 0, 0, 0, (0.0,) * 8, (0.0,) * 8, tuple(quaternion), (0.0,) * 3, 0, 0)
+        return float(adapter.observation(state)[6])
+
+    assert observe(start) == 0.0
+    assert observe(_turned(start, degrees)) == pytest.approx(expected)
+
+
 def test_emulated_robot_runs_a_genome_over_serial_with_the_deploy_profile(tmp_path):
     """Done-when: firmware-bridge emulate --robot servo-quad, then
     controller --serial PORT --config launch/servo_quad_serial.yaml, end to end."""
@@ -211,12 +249,13 @@ def test_emulated_robot_runs_a_genome_over_serial_with_the_deploy_profile(tmp_pa
     assert f"{len(rows)} commands applied" in emulator.wait_for("emulator stopped after")
     run = [r for r in rows if r["phase"] == "run"]
     assert run and {r["phase"] for r in rows} == {"ramp", "run"}
-    obs = np.array([[float(r[f"obs_{i}"]) for i in range(16)] for r in run])
+    obs = np.array([[float(r[f"obs_{i}"]) for i in range(17)] for r in run])
     sent = np.array([[float(r[f"command_{i}"]) for i in range(8)] for r in run])
     assert np.allclose(obs[:, :3], [0.0, 0.0, -1.0], atol=0.05)  # standing, from the IMU
-    assert np.allclose(obs[1:, 6:14], sent[:-1], atol=1e-6)  # each tick sees the last command it sent
+    assert np.allclose(obs[:, 6], 0.0, atol=0.02)  # standing still: it has not turned
+    assert np.allclose(obs[1:, 7:15], sent[:-1], atol=1e-6)  # each tick sees the last command it sent
     # the gait clock turns 0.04 cycles (2 Hz at 50 Hz) per tick on the host, as in the simulator
-    phase = np.unwrap(np.arctan2(obs[:, 14], obs[:, 15]))
+    phase = np.unwrap(np.arctan2(obs[:, 15], obs[:, 16]))
     assert np.allclose(np.diff(phase), 2 * np.pi * 0.04, atol=1e-4)
 
 
