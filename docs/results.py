@@ -71,6 +71,7 @@ TASKS = {
             Row("randomised, cut leg 2", ("cut-leg:2",), True),
             Row("randomised, cut leg 1", ("cut-leg:1",), True),
             Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_cut=True),
+            Row("randomised, heading input zeroed (ablation)", ("dropout:6",), True),
         ),
         "launch/servo_quad.yaml",
         "servo-quad",
