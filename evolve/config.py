@@ -59,6 +59,9 @@ class Config:
     # each lifetime's fitness clipped at this before averaging (0 = no cap): above it a lifetime counts
     # as done, so the search pays for walking in every lifetime rather than far in a few
     fitness_cap: float = 0.0
+    # pooled: the ES ranks each member's mean over its bodies; per_body: ranks on each body among the
+    # members that walked it, then averages (a hard body's small differences count as much as the rest)
+    fitness_shaping: str = "pooled"
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
@@ -112,6 +115,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "settle_ticks": _at_least(0),
     "lifetimes": _at_least(1),
     "fitness_cap": _at_least(0),
+    "fitness_shaping": _one_of("pooled", "per_body"),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),

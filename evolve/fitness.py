@@ -18,7 +18,7 @@ from controller.genome import Genome
 from controller.loop import EarlyStop, run_lifetime
 from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
-from evolve.openai_es import Population
+from evolve.openai_es import Population, centred_ranks
 from sim.damage import SpecError
 from sim.randomise import load_randomisation
 
@@ -33,6 +33,7 @@ class Job:
 @dataclass(frozen=True)
 class Result:
     fitness: float  # mean task fitness over the job's bodies and lifetimes: m walked, or reward
+    per_body: tuple[float, ...]  # mean fitness on each of the job's bodies, in the job's order
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)
     cpu_s: float  # CPU time of the job in its worker: throughput that other processes do not distort
@@ -124,14 +125,35 @@ class Evaluator:
         cpu_start = time.process_time()
         vector = population.mean if job.member is None else population.member(job.member)
         network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
-        distances, steps, fell = [], 0, 0
-        for damages in job.morphologies:
+        distances = np.empty((len(job.morphologies), len(job.seeds)))
+        steps, fell = 0, 0
+        for b, damages in enumerate(job.morphologies):
             env = self._envs[damages]
-            for seed in job.seeds:
+            for s, seed in enumerate(job.seeds):
                 life = run_lifetime(
                     network, env, ticks, seed, settle_ticks=c.settle_ticks, early_stop=self._early_stop
                 )
-                distances.append(min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness)
+                distances[b, s] = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
-        return Result(float(np.mean(distances)), steps, fell, time.process_time() - cpu_start)
+        per_body = tuple(float(d) for d in distances.mean(axis=1))
+        return Result(float(distances.mean()), per_body, steps, fell, time.process_time() - cpu_start)
+
+
+def per_body_utility(jobs: list[Job], results: list[Result]) -> np.ndarray:
+    """Each member's fitness ranked among the members that walked the same body, averaged over its
+    bodies (``fitness_shaping: per_body``).
+
+    Pooled, a body where every member walks about 1 m (a cut leg the walker has not solved) differs
+    little between the two members of a pair next to the spread on the intact body, so its signal is
+    lost in the ranks; ranked per body, every body a pair walked moves the mean as much as any other."""
+    by_body: dict[tuple[str, ...], list[tuple[int, float]]] = {}
+    for k, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        for damages, fitness in zip(job.morphologies, result.per_body, strict=True):
+            by_body.setdefault(damages, []).append((k, fitness))
+    utility, count = np.zeros(len(jobs)), np.zeros(len(jobs))
+    for entries in by_body.values():
+        members, fitness = zip(*entries, strict=True)
+        utility[list(members)] += centred_ranks(np.array(fitness))
+        count[list(members)] += 1
+    return utility / count

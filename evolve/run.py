@@ -29,7 +29,16 @@ from controller.genome import Genome, load_genome, save_genome
 from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, make_config
-from evolve.fitness import Job, Result, derive_seed, make_bodies, network_spec, pair_jobs, task_sizes
+from evolve.fitness import (
+    Job,
+    Result,
+    derive_seed,
+    make_bodies,
+    network_spec,
+    pair_jobs,
+    per_body_utility,
+    task_sizes,
+)
 from evolve.openai_es import ESParams, ESState, OpenAIES, Population
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
@@ -191,10 +200,14 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     try:
         while state.generation < config.generations:
             t0 = time.perf_counter()
-            results = backend.run(es.population(state), pair_jobs(config, state.generation))
+            jobs = pair_jobs(config, state.generation)
+            results = backend.run(es.population(state), jobs)
             fitness = np.array([r.fitness for r in results])
             record = {"generation": state.generation, **population_stats(fitness, results)}
-            state = es.tell(state, fitness)
+            if config.fitness_shaping == "per_body":
+                state = es.tell(state, per_body_utility(jobs, results))
+            else:
+                state = es.tell(state, fitness)
             record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
             if state.generation % config.validate_every == 0 or state.generation == config.generations:

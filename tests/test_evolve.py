@@ -17,7 +17,7 @@ from conftest import terminal_sigint
 from controller.genome import load_genome
 from evolve.cli import main
 from evolve.config import Config, config_to_dict, load_config, make_config
-from evolve.fitness import Evaluator, Job, make_bodies, pair_jobs
+from evolve.fitness import Evaluator, Job, Result, make_bodies, pair_jobs, per_body_utility
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
@@ -245,6 +245,20 @@ def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draw
     drawn = [r["friction"] for r in train + held_out]
     assert len(set(drawn)) == len(drawn)  # every lifetime a different robot
     assert robot(pair_jobs(config, generation=0)[0].seeds[0])["friction"] == train[0]["friction"]
+
+
+def test_per_body_shaping_ranks_each_body_among_the_members_that_walked_it():
+    """Member 1 walks the intact body 1 m further and the cut body 0.5 m less: pooled, its mean wins;
+    ranked per body, member 0 wins (the cut body's half metre counts as much as the intact metre)."""
+    jobs = [Job(0, ((), ("cut-leg:3",)), (1,)), Job(1, ((), ("cut-leg:3",)), (1,))]
+    jobs += [Job(2, ((),), (2,)), Job(3, ((),), (2,))]
+    per_body = [(30.0, 1.0), (31.0, 0.5), (25.0,), (26.0,)]
+    results = [Result(float(np.mean(f)), f, 1000, 0, 0.0) for f in per_body]
+    assert results[1].fitness > results[0].fitness
+    utility = per_body_utility(jobs, results)
+    # intact: ranked among all four; cut leg 3: among members 0 and 1 only
+    assert utility == pytest.approx([(1 / 6 + 0.5) / 2, (0.5 - 0.5) / 2, -0.5, -1 / 6])
+    assert utility[0] > utility[1]
 
 
 def test_fitness_cap_clips_each_lifetime_before_the_mean():
