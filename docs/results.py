@@ -6,7 +6,7 @@
 Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
 (1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
 lifetimes run in parallel. Writes docs/results_table.md (Ant) or docs/results_table_servo_quad.md, and
-for the Ant docs/fig_midrun_cut.png and docs/fig_weight_pca.png.
+for the Ant docs/fig_midrun_cut.png, docs/fig_weight_pca.png and docs/results_gait.md (which joints move).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ DOCS = Path(__file__).parent
 TICKS = 1000
 FORWARD_M = 1.0  # a lifetime "walked forward" when it ends this far ahead (controller evaluate --forward)
 CUT_TICK = 300  # the mid-run cut: leg 2, after this many ticks of control
+GAIT_FROM = 200  # the gait table ignores the first ticks, while the Hebbian weights self-organise
+LIMIT_RAD = 0.02  # a joint closer than this to an end of its range is "at a limit"
 RANDOMISE = "launch/randomisation/servo_quad.yaml"
 
 
@@ -169,6 +171,40 @@ def _speeds(
     return np.asarray(life.speeds), weights
 
 
+def _joint_trace(genome: str, env: object, lifetimes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Commands and joint angles of the intact Ant after GAIT_FROM ticks, over seeds 0..lifetimes-1."""
+    loaded, settle, _ = _setup("ant", genome, (), False)
+    actions, angles = [], []
+
+    def record(tick: int, _obs: object, action: np.ndarray, _info: object) -> None:
+        if tick >= GAIT_FROM:
+            actions.append(action.copy())
+            angles.append(env.unwrapped.data.qpos[7:].copy())
+
+    for seed in range(lifetimes):
+        run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle, on_tick=record)
+    return np.asarray(actions), np.asarray(angles)
+
+
+def gait(genomes: dict[str, str], lifetimes: int) -> str:
+    """Which joints each genome moves on the intact Ant: the spread of each joint's command after the
+    first GAIT_FROM ticks, and the share of those ticks the joint sits at a limit of its range."""
+    env = sim.make("ant")
+    model = env.unwrapped.model
+    limits = model.jnt_range[model.actuator_trnid[:, 0]]
+    columns = {}
+    for name, genome in genomes.items():
+        actions, angles = _joint_trace(genome, env, lifetimes)
+        gap = np.minimum(np.abs(angles - limits[:, 0]), np.abs(angles - limits[:, 1]))
+        columns[name] = (actions.std(axis=0), (gap < LIMIT_RAD).mean(axis=0))
+    header = "| joint | " + " | ".join(f"{n} command std | {n} ticks at a limit" for n in genomes)
+    lines = [header + " |", "|---|" + "---|---|" * len(genomes)]
+    for j in range(model.nu):
+        cells = " | ".join(f"{std[j]:.2f} | {share[j]:.0%}" for std, share in columns.values())
+        lines.append(f"| {model.actuator(j).name} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def figures(genomes: dict[str, str], lifetimes: int) -> None:
     """Speed around a mid-run cut (Hebbian vs static), and the weights' path in PCA space."""
     import matplotlib
@@ -225,6 +261,9 @@ def main() -> None:
     print(text)
     if args.task == "ant":
         figures(genomes, min(args.lifetimes, 5))
+        text = gait(genomes, min(args.lifetimes, 5))
+        (DOCS / "results_gait.md").write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":
