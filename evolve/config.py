@@ -62,6 +62,9 @@ class Config:
     # pooled: the ES ranks each member's mean over its bodies; per_body: ranks on each body among the
     # members that walked it, then averages (a hard body's small differences count as much as the rest)
     fitness_shaping: str = "pooled"
+    # m of fitness lost per joint-second at a limit of the joint's range (MuJoCo robots; 0 = the paper's
+    # distance alone): pays for gaits that work their joints rather than pin all but one at a stop
+    joint_limit_cost: float = 0.0
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
@@ -116,6 +119,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lifetimes": _at_least(1),
     "fitness_cap": _at_least(0),
     "fitness_shaping": _one_of("pooled", "per_body"),
+    "joint_limit_cost": _at_least(0),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),

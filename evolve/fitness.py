@@ -125,7 +125,7 @@ class Evaluator:
         cpu_start = time.process_time()
         vector = population.mean if job.member is None else population.member(job.member)
         network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
-        distances = np.empty((len(job.morphologies), len(job.seeds)))
+        scores = np.empty((len(job.morphologies), len(job.seeds)))
         steps, fell = 0, 0
         for b, damages in enumerate(job.morphologies):
             env = self._envs[damages]
@@ -133,11 +133,12 @@ class Evaluator:
                 life = run_lifetime(
                     network, env, ticks, seed, settle_ticks=c.settle_ticks, early_stop=self._early_stop
                 )
-                distances[b, s] = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
+                fitness = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
+                scores[b, s] = fitness - c.joint_limit_cost * life.joint_limit_s
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
-        per_body = tuple(float(d) for d in distances.mean(axis=1))
-        return Result(float(distances.mean()), per_body, steps, fell, time.process_time() - cpu_start)
+        per_body = tuple(float(d) for d in scores.mean(axis=1))
+        return Result(float(scores.mean()), per_body, steps, fell, time.process_time() - cpu_start)
 
 
 def per_body_utility(jobs: list[Job], results: list[Result]) -> np.ndarray:

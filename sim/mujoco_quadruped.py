@@ -23,6 +23,7 @@ import numpy as np
 from sim.quadruped import Quadruped
 
 CUT_MASS = 1e-6  # kg: MuJoCo needs a moving body to have some mass
+LIMIT_MARGIN = 0.02  # rad: a joint closer than this to an end of its range counts as at its limit
 
 
 def leg_geom(leg: int) -> str:
@@ -74,6 +75,9 @@ class MujocoQuadruped(Quadruped):
         ids = [self.model.joint(name).id for name in self.joints]
         self._qpos_adr = self.model.jnt_qposadr[ids]
         self._qvel_adr = self.model.jnt_dofadr[ids]
+        self._ranges = np.where(
+            self.model.jnt_limited[ids, None], self.model.jnt_range[ids], [-np.inf, np.inf]
+        )
         self._renderer = None
 
     def _edit_body(self, edit: Callable[[mujoco.MjSpec], None]) -> None:
@@ -158,8 +162,16 @@ class MujocoQuadruped(Quadruped):
         return {
             "x_distance": float(self.data.qpos[0] - self._x0),
             "x_position": float(self.data.qpos[0]),
+            "joints_at_limit": self.joints_at_limit(),
             "damage": list(self.damage),
         }
+
+    def joints_at_limit(self) -> int:
+        """How many joints sit within LIMIT_MARGIN of an end of their range: a gait that pins its
+        joints there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
+        angles = self.data.qpos[self._qpos_adr]
+        gap = np.minimum(np.abs(angles - self._ranges[:, 0]), np.abs(angles - self._ranges[:, 1]))
+        return int(np.count_nonzero(gap < LIMIT_MARGIN))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """The intact body (no damage, no tuning) in the robot's initial state; x distance from here."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import terminal_sigint
 
+import sim
 from controller.genome import load_genome
 from evolve.cli import main
 from evolve.config import Config, config_to_dict, load_config, make_config
@@ -271,6 +272,23 @@ def test_fitness_cap_clips_each_lifetime_before_the_mean():
     uncapped = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
     capped = Evaluator(make_config({**values, "fitness_cap": 0.5})).run_job(mean, job, 100).fitness
     assert uncapped > 0.5 and capped == 0.5
+
+
+def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
+    """The Ant counts its joints at an end of their range (none at reset, all eight when every motor
+    pushes one way); the fitness loses joint_limit_cost per joint-second there. The shipped walker pins
+    seven joints within a few ticks, so 100 ticks (5 s) cost it more than 6 joints x 4 s."""
+    env = sim.make("ant")
+    assert env.reset(seed=0)[1]["joints_at_limit"] == 0
+    for _ in range(30):
+        info = env.step(np.ones(8))[4]
+    assert info["joints_at_limit"] == 8
+    values = {"ticks": 100, "settle_ticks": 0, "early_stop": False}
+    mean = Population(load_genome("ant").to_vector(), 0.1, 0, 0)
+    job = Job(None, ((),), (11,))
+    free = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
+    charged = Evaluator(make_config({**values, "joint_limit_cost": 0.1})).run_job(mean, job, 100).fitness
+    assert free - charged > 0.1 * 6 * 4
 
 
 @pytest.mark.parametrize(
