@@ -2,6 +2,7 @@
 
     python docs/results.py [--task ant] [--lifetimes 20] [--workers 2]
     python docs/results.py --task servo-quad --lifetimes 50
+    python docs/results.py --gait --hebbian runs/ant_limits/latest.npz   # which joints each genome moves
 
 Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
 (1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
@@ -29,7 +30,6 @@ TICKS = 1000
 FORWARD_M = 1.0  # a lifetime "walked forward" when it ends this far ahead (controller evaluate --forward)
 CUT_TICK = 300  # the mid-run cut: leg 2, after this many ticks of control
 GAIT_FROM = 200  # the gait table ignores the first ticks, while the Hebbian weights self-organise
-LIMIT_RAD = 0.02  # a joint closer than this to an end of its range is "at a limit"
 RANDOMISE = "launch/randomisation/servo_quad.yaml"
 
 
@@ -172,18 +172,19 @@ def _speeds(
 
 
 def _joint_trace(genome: str, env: object, lifetimes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Commands and joint angles of the intact Ant after GAIT_FROM ticks, over seeds 0..lifetimes-1."""
+    """Commands, and which joints sit at a limit, on the intact Ant after GAIT_FROM ticks, over seeds
+    0..lifetimes-1."""
     loaded, settle, _ = _setup("ant", genome, (), False)
-    actions, angles = [], []
+    actions, pinned = [], []
 
     def record(tick: int, _obs: object, action: np.ndarray, _info: object) -> None:
         if tick >= GAIT_FROM:
             actions.append(action.copy())
-            angles.append(env.unwrapped.data.qpos[7:].copy())
+            pinned.append(env.unwrapped.at_limit())
 
     for seed in range(lifetimes):
         run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle, on_tick=record)
-    return np.asarray(actions), np.asarray(angles)
+    return np.asarray(actions), np.asarray(pinned)
 
 
 def gait(genomes: dict[str, str], lifetimes: int) -> str:
@@ -191,16 +192,13 @@ def gait(genomes: dict[str, str], lifetimes: int) -> str:
     first GAIT_FROM ticks, and the share of those ticks the joint sits at a limit of its range."""
     env = sim.make("ant")
     model = env.unwrapped.model
-    limits = model.jnt_range[model.actuator_trnid[:, 0]]
-    columns = {}
-    for name, genome in genomes.items():
-        actions, angles = _joint_trace(genome, env, lifetimes)
-        gap = np.minimum(np.abs(angles - limits[:, 0]), np.abs(angles - limits[:, 1]))
-        columns[name] = (actions.std(axis=0), (gap < LIMIT_RAD).mean(axis=0))
+    columns = {name: _joint_trace(genome, env, lifetimes) for name, genome in genomes.items()}
     header = "| joint | " + " | ".join(f"{n} command std | {n} ticks at a limit" for n in genomes)
     lines = [header + " |", "|---|" + "---|---|" * len(genomes)]
     for j in range(model.nu):
-        cells = " | ".join(f"{std[j]:.2f} | {share[j]:.0%}" for std, share in columns.values())
+        cells = " | ".join(
+            f"{actions[:, j].std():.2f} | {pinned[:, j].mean():.0%}" for actions, pinned in columns.values()
+        )
         lines.append(f"| {model.actuator(j).name} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -253,9 +251,13 @@ def main() -> None:
     parser.add_argument("--static", help="static genome (default: the task's shipped one)")
     parser.add_argument("--lifetimes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--gait", action="store_true", help="only print the Ant gait table (5 lifetimes)")
     args = parser.parse_args()
     task = TASKS[args.task]
     genomes = {"Hebbian": args.hebbian or task.hebbian, "static": args.static or task.static}
+    if args.gait:
+        print(gait(genomes, min(args.lifetimes, 5)))
+        return
     text = table(args.task, genomes, args.lifetimes, args.workers)
     (DOCS / task.table).write_text(text)
     print(text)

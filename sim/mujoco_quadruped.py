@@ -162,16 +162,16 @@ class MujocoQuadruped(Quadruped):
         return {
             "x_distance": float(self.data.qpos[0] - self._x0),
             "x_position": float(self.data.qpos[0]),
-            "joints_at_limit": self.joints_at_limit(),
+            "joints_at_limit": int(np.count_nonzero(self.at_limit())),
             "damage": list(self.damage),
         }
 
-    def joints_at_limit(self) -> int:
-        """How many joints sit within LIMIT_MARGIN of an end of their range: a gait that pins its
-        joints there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
+    def at_limit(self) -> np.ndarray:
+        """Which joints sit within LIMIT_MARGIN of an end of their range: a gait that pins its joints
+        there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
         angles = self.data.qpos[self._qpos_adr]
         gap = np.minimum(np.abs(angles - self._ranges[:, 0]), np.abs(angles - self._ranges[:, 1]))
-        return int(np.count_nonzero(gap < LIMIT_MARGIN))
+        return gap < LIMIT_MARGIN
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """The intact body (no damage, no tuning) in the robot's initial state; x distance from here."""
