@@ -32,7 +32,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Result:
-    fitness: float  # mean task fitness over the job's bodies and lifetimes: m walked, or reward
+    fitness: float  # mean over the job's bodies and lifetimes: m walked (less joint_limit_cost), or reward
     per_body: tuple[float, ...]  # mean fitness on each of the job's bodies, in the job's order
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)

@@ -75,9 +75,8 @@ class MujocoQuadruped(Quadruped):
         ids = [self.model.joint(name).id for name in self.joints]
         self._qpos_adr = self.model.jnt_qposadr[ids]
         self._qvel_adr = self.model.jnt_dofadr[ids]
-        self._ranges = np.where(
-            self.model.jnt_limited[ids, None], self.model.jnt_range[ids], [-np.inf, np.inf]
-        )
+        ranges = np.where(self.model.jnt_limited[ids, None], self.model.jnt_range[ids], [-np.inf, np.inf])
+        self._stops = ranges + [LIMIT_MARGIN, -LIMIT_MARGIN]  # inside these, a joint is off its stops
         self._renderer = None
 
     def _edit_body(self, edit: Callable[[mujoco.MjSpec], None]) -> None:
@@ -170,8 +169,7 @@ class MujocoQuadruped(Quadruped):
         """Which joints sit within LIMIT_MARGIN of an end of their range: a gait that pins its joints
         there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
         angles = self.data.qpos[self._qpos_adr]
-        gap = np.minimum(np.abs(angles - self._ranges[:, 0]), np.abs(angles - self._ranges[:, 1]))
-        return gap < LIMIT_MARGIN
+        return (angles < self._stops[:, 0]) | (angles > self._stops[:, 1])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """The intact body (no damage, no tuning) in the robot's initial state; x distance from here."""
