@@ -54,7 +54,6 @@ class Lifetime:
     compute_s: list[float] = field(default_factory=list)  # network time per tick
     overruns: int = 0  # ticks that missed their wall-clock deadline (realtime only)
     damage_onset: int | None = None  # tick at which info["damage"] first changed
-    joint_limit_s: float = 0.0  # joint-seconds spent at a limit of the joint's range (MuJoCo robots)
 
     def mean_speed(self, start: int = 0, stop: int | None = None) -> float:
         window = self.speeds[start:stop]
@@ -110,7 +109,6 @@ def run_lifetime(
         life.reward += float(reward)
         life.speeds.append((info["x_distance"] - x) / dt)
         x = info["x_distance"]
-        life.joint_limit_s += info.get("joints_at_limit", 0) * dt
         life.ticks = tick + 1
         if life.damage_onset is None and info.get("damage") != damage:
             life.damage_onset = tick

@@ -23,7 +23,7 @@ import numpy as np
 from sim.quadruped import Quadruped
 
 CUT_MASS = 1e-6  # kg: MuJoCo needs a moving body to have some mass
-LIMIT_MARGIN = 0.02  # rad: a joint closer than this to an end of its range counts as at its limit
+LIMIT_MARGIN = 0.02  # rad: a joint closer than this to an end of its range, or past it, is at its limit
 
 
 def leg_geom(leg: int) -> str:
@@ -161,13 +161,12 @@ class MujocoQuadruped(Quadruped):
         return {
             "x_distance": float(self.data.qpos[0] - self._x0),
             "x_position": float(self.data.qpos[0]),
-            "joints_at_limit": int(np.count_nonzero(self.at_limit())),
             "damage": list(self.damage),
         }
 
     def at_limit(self) -> np.ndarray:
-        """Which joints sit within LIMIT_MARGIN of an end of their range: a gait that pins its joints
-        there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
+        """Which joints sit within LIMIT_MARGIN of an end of their range or past it: a gait that pins
+        its joints there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
         angles = self.data.qpos[self._qpos_adr]
         return (angles < self._stops[:, 0]) | (angles > self._stops[:, 1])
 
