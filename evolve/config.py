@@ -65,6 +65,10 @@ class Config:
     # m of fitness lost per joint-second at a limit of the joint's range (MuJoCo robots; 0 = the paper's
     # distance alone): pays for gaits that work their joints rather than pin all but one at a stop
     joint_limit_cost: float = 0.0
+    # m of fitness earned per joint-second that a joint moves (MuJoCo robots; 0 = none): a joint counts in
+    # proportion to its mean angular speed, fully from JOINT_TRAVEL (1 rad/s) up, so a gait that works
+    # every leg outscores one that pins seven joints and drives the eighth
+    joint_motion_reward: float = 0.0
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
@@ -120,6 +124,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fitness_cap": _at_least(0),
     "fitness_shaping": _one_of("pooled", "per_body"),
     "joint_limit_cost": _at_least(0),
+    "joint_motion_reward": _at_least(0),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),

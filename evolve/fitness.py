@@ -33,27 +33,56 @@ class Job:
 @dataclass(frozen=True)
 class Result:
     per_body: tuple[float, ...]  # mean fitness on each of the job's bodies, in the job's order
+    walked: float  # mean distance (CarRacing: reward) over all lifetimes: no cap, no gait terms
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)
     cpu_s: float  # CPU time of the job in its worker: throughput that other processes do not distort
 
     @property
     def fitness(self) -> float:
-        """Mean over the job's bodies (each with the same lifetimes): m walked, less the joint-limit
-        charge, or reward."""
+        """Mean over the job's bodies (each with the same lifetimes): m walked with the gait terms, or
+        reward."""
         return float(np.mean(self.per_body))
 
 
-class JointLimitTime:
-    """An ``on_tick`` callback adding up the joint-seconds a MuJoCo robot spends at a limit of its
-    joints' ranges (``joint_limit_cost``); counted only when charged, off the simulator's hot path."""
+JOINT_TRAVEL = 1.0  # rad/s: a joint whose angle travels this far per second on average counts as moving
 
-    def __init__(self, robot: gymnasium.Env) -> None:
+
+class GaitTerms:
+    """An ``on_tick`` callback for the gait terms of the fitness (``joint_limit_cost``,
+    ``joint_motion_reward``): the joint-seconds a MuJoCo robot spends at a limit of its joints' ranges,
+    and how far each joint's angle travels. Used only when a term is set, off the simulator's hot path."""
+
+    def __init__(self, robot: gymnasium.Env, config: Config) -> None:
         self.robot = robot.unwrapped
-        self.seconds = 0.0
+        self.config = config
+        self.ticks = 0
+        self.limit_seconds = 0.0
+        self.angles = self.robot.joint_angles().copy()
+        self.travel = np.zeros_like(self.angles)
 
     def __call__(self, tick: int, obs: np.ndarray, action: np.ndarray, info: dict) -> None:
-        self.seconds += np.count_nonzero(self.robot.at_limit()) * self.robot.dt
+        angles = self.robot.joint_angles()
+        self.ticks += 1
+        self.travel += np.abs(angles - self.angles)
+        self.angles[:] = angles
+        if self.config.joint_limit_cost:
+            self.limit_seconds += np.count_nonzero(self.robot.at_limit()) * self.robot.dt
+
+    def moving_joints(self) -> float:
+        """How many joints moved: each counts min(1, its mean angular speed / JOINT_TRAVEL). A gait
+        swings a joint through its range every stride (the walkers' working joint: 3-4 rad/s); a limp
+        joint sagging under the body's weight travels a few hundredths of that."""
+        seconds = self.ticks * self.robot.dt
+        return float(np.minimum(self.travel / (JOINT_TRAVEL * seconds), 1.0).sum()) if self.ticks else 0.0
+
+    def fitness_change(self) -> float:
+        """m of fitness gained for moving joints, less the charge for joints at a stop."""
+        seconds = self.ticks * self.robot.dt
+        return (
+            self.config.joint_motion_reward * seconds * self.moving_joints()
+            - self.config.joint_limit_cost * self.limit_seconds
+        )
 
 
 def network_spec(
@@ -92,10 +121,11 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
             bodies[damages] = sim.make(config.task, damages, randomise=randomise)
         except SpecError as exc:
             raise ConfigError(f"config key {key!r}: {exc}") from None
-    if config.joint_limit_cost and not hasattr(bodies[()].unwrapped, "at_limit"):
-        raise ConfigError(
-            f"config key 'joint_limit_cost': task {config.task!r} has no joint limits to charge; set it to 0"
-        )
+    for key in ("joint_limit_cost", "joint_motion_reward"):
+        if getattr(config, key) and not hasattr(bodies[()].unwrapped, "at_limit"):
+            raise ConfigError(
+                f"config key {key!r}: task {config.task!r} has no joint ranges to score; set it to 0"
+            )
     return bodies
 
 
@@ -147,11 +177,12 @@ class Evaluator:
         vector = population.mean if job.member is None else population.member(job.member)
         network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
         scores = np.empty((len(job.morphologies), len(job.seeds)))
+        walked = np.empty_like(scores)
         steps, fell = 0, 0
         for b, damages in enumerate(job.morphologies):
             env = self._envs[damages]
             for s, seed in enumerate(job.seeds):
-                limits = JointLimitTime(env) if c.joint_limit_cost else None
+                gait = GaitTerms(env, c) if c.joint_limit_cost or c.joint_motion_reward else None
                 life = run_lifetime(
                     network,
                     env,
@@ -159,14 +190,15 @@ class Evaluator:
                     seed,
                     settle_ticks=c.settle_ticks,
                     early_stop=self._early_stop,
-                    on_tick=limits,
+                    on_tick=gait,
                 )
+                walked[b, s] = life.fitness
                 fitness = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
-                scores[b, s] = fitness - c.joint_limit_cost * limits.seconds if limits else fitness
+                scores[b, s] = fitness + gait.fitness_change() if gait else fitness
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
         per_body = tuple(float(d) for d in scores.mean(axis=1))
-        return Result(per_body, steps, fell, time.process_time() - cpu_start)
+        return Result(per_body, float(walked.mean()), steps, fell, time.process_time() - cpu_start)
 
 
 def per_body_utility(jobs: list[Job], results: list[Result]) -> np.ndarray:

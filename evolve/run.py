@@ -96,7 +96,7 @@ def validate(backend: Backend, population: Population, config: Config) -> tuple[
     results = backend.run(population, jobs, config.validation_ticks)
     per_body: dict[tuple[str, ...], list[float]] = {}
     for job, result in zip(jobs, results, strict=True):
-        per_body.setdefault(job.morphologies[0], []).append(result.fitness)
+        per_body.setdefault(job.morphologies[0], []).append(result.walked)
     train = {_label(m): float(np.mean(per_body[m])) for m in config.train_damages}
     held = {_label(m): float(np.mean(per_body[m])) for m in config.validation_damages}
     record = {

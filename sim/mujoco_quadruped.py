@@ -164,10 +164,14 @@ class MujocoQuadruped(Quadruped):
             "damage": list(self.damage),
         }
 
+    def joint_angles(self) -> np.ndarray:
+        """The actuated joints' angles (rad), in action order."""
+        return self.data.qpos[self._qpos_adr]
+
     def at_limit(self) -> np.ndarray:
         """Which joints sit within LIMIT_MARGIN of an end of their range or past it: a gait that pins
         its joints there moves the body by the few it leaves free (docs/results.md, "What the gaits are")."""
-        angles = self.data.qpos[self._qpos_adr]
+        angles = self.joint_angles()
         return (angles < self._stops[:, 0]) | (angles > self._stops[:, 1])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

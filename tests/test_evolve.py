@@ -18,7 +18,7 @@ import sim
 from controller.genome import load_genome
 from evolve.cli import main
 from evolve.config import Config, config_to_dict, load_config, make_config
-from evolve.fitness import Evaluator, Job, Result, make_bodies, pair_jobs, per_body_utility
+from evolve.fitness import Evaluator, GaitTerms, Job, Result, make_bodies, pair_jobs, per_body_utility
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
@@ -254,7 +254,7 @@ def test_per_body_shaping_ranks_each_body_among_the_members_that_walked_it():
     jobs = [Job(0, ((), ("cut-leg:3",)), (1,)), Job(1, ((), ("cut-leg:3",)), (1,))]
     jobs += [Job(2, ((),), (2,)), Job(3, ((),), (2,))]
     per_body = [(30.0, 1.0), (31.0, 0.5), (25.0,), (26.0,)]
-    results = [Result(f, 1000, 0, 0.0) for f in per_body]
+    results = [Result(f, float(np.mean(f)), 1000, 0, 0.0) for f in per_body]
     assert results[1].fitness > results[0].fitness
     utility = per_body_utility(jobs, results)
     # intact: ranked among all four; cut leg 3: among members 0 and 1 only
@@ -290,6 +290,29 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
     free = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
     charged = Evaluator(make_config({**values, "joint_limit_cost": 0.1})).run_job(mean, job, 100).fitness
     assert free - charged > 0.1 * 6 * 4
+
+
+def test_joint_motion_reward_pays_per_joint_that_moves():
+    """A joint counts as moving in proportion to its angular speed (fully from JOINT_TRAVEL): random
+    torques move all eight, a body at rest none, and the shipped walker (seven joints pinned) one to three
+    (it pins them within the 100 ticks);
+    the fitness gains joint_motion_reward per moving joint-second, the distance walked is unchanged."""
+    env = sim.make("ant")
+    config = make_config({"joint_motion_reward": 0.1})
+    rng = np.random.default_rng(0)
+    for torques, low, high in ((lambda: rng.uniform(-1, 1, 8), 7.5, 8.0), (lambda: np.zeros(8), 0.0, 0.5)):
+        env.reset(seed=0)
+        gait = GaitTerms(env, config)
+        for tick in range(100):
+            gait(tick, env.step(torques())[0], None, {})
+        assert low <= gait.moving_joints() <= high
+    values = {"ticks": 100, "settle_ticks": 0, "early_stop": False}
+    mean = Population(load_genome("ant").to_vector(), 0.1, 0, 0)
+    job = Job(None, ((),), (11,))
+    free = Evaluator(make_config(values)).run_job(mean, job, 100)
+    paid = Evaluator(make_config({**values, "joint_motion_reward": 0.1})).run_job(mean, job, 100)
+    assert 0.1 * 5 * 0.8 < paid.fitness - free.fitness < 0.1 * 5 * 3
+    assert paid.walked == free.walked == free.fitness  # validation reports the distance alone
 
 
 @pytest.mark.parametrize(
