@@ -166,6 +166,13 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
         (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),
         (["--set", "randomise={gravity: [0, 1]}"], "config key 'randomise': "),
         (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be >= 0"),
+        *[
+            (
+                ["--set", "task=ant-bullet", "--set", f"{key}=0.1"],
+                f"config key '{key}': task 'ant-bullet' has no",
+            )
+            for key in ("joint_limit_cost", "joint_motion_reward")
+        ],
     ],
 )
 def test_bad_values_name_the_key(args, message, tmp_path, capsys):
