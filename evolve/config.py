@@ -69,6 +69,9 @@ class Config:
     # proportion to its mean angular speed, fully from JOINT_TRAVEL (1 rad/s) up, so a gait that works
     # every leg outscores one that pins seven joints and drives the eighth
     joint_motion_reward: float = 0.0
+    # m of fitness lost per second of the lifetime that a fall cuts short (0 = the paper's: a fall only
+    # ends the lifetime, so falling forward fast can outscore standing on a body the walker cannot walk)
+    fall_cost: float = 0.0
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
@@ -125,6 +128,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fitness_shaping": _one_of("pooled", "per_body"),
     "joint_limit_cost": _at_least(0),
     "joint_motion_reward": _at_least(0),
+    "fall_cost": _at_least(0),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),

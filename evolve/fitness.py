@@ -40,8 +40,8 @@ class Result:
 
     @property
     def fitness(self) -> float:
-        """Mean over the job's bodies (each with the same lifetimes): m walked with the gait terms, or
-        reward."""
+        """Mean over the job's bodies (each with the same lifetimes): m walked with the fall and gait
+        terms, or reward."""
         return float(np.mean(self.per_body))
 
 
@@ -194,6 +194,8 @@ class Evaluator:
                 )
                 walked[b, s] = life.fitness
                 fitness = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
+                if life.terminated:
+                    fitness -= c.fall_cost * (ticks - life.ticks) * env.unwrapped.dt
                 scores[b, s] = fitness + gait.fitness_change() if gait else fitness
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated

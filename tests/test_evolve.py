@@ -322,6 +322,24 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
     assert paid.walked == free.walked == free.fitness  # validation reports the distance alone
 
 
+def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
+    """The static genome ends most lifetimes with leg 2 cut on its back; each such lifetime loses
+    fall_cost per second it did not live, one that lives to the end loses nothing."""
+    values = {"genome_kind": "static", "train_damages": [["cut-leg:2"]], "ticks": 200, "early_stop": False}
+    mean = Population(load_genome("ant-static").to_vector(), 0.1, 0, 0)
+    free_eval = Evaluator(make_config(values))
+    charged_eval = Evaluator(make_config({**values, "fall_cost": 1.0}))
+    falls = 0
+    for seed in range(4):
+        job = Job(None, (("cut-leg:2",),), (seed,))
+        free, charged = free_eval.run_job(mean, job, 200), charged_eval.run_job(mean, job, 200)
+        lost = free.fitness - charged.fitness
+        assert lost > 0 if free.fell else lost == 0
+        assert charged.walked == free.walked
+        falls += free.fell
+    assert falls >= 2
+
+
 @pytest.mark.parametrize(
     "path",
     [p for p in sorted((ROOT / "launch").glob("*.yaml")) if not p.stem.endswith("_serial")],  # not profiles
