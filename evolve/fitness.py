@@ -58,13 +58,15 @@ class GaitTerms:
         self.config = config
         self.ticks = 0
         self.limit_seconds = 0.0
-        self.angles = self.robot.joint_angles().copy()
-        self.travel = np.zeros_like(self.angles)
+        self.angles: np.ndarray | None = None  # read after the lifetime's reset, at its first tick
+        self.travel = 0.0
 
     def __call__(self, tick: int, obs: np.ndarray, action: np.ndarray, info: dict) -> None:
         angles = self.robot.joint_angles()
         self.ticks += 1
-        self.travel += np.abs(angles - self.angles)
+        if self.angles is None:
+            self.angles = angles.copy()
+        self.travel = self.travel + np.abs(angles - self.angles)
         self.angles[:] = angles
         if self.config.joint_limit_cost:
             self.limit_seconds += np.count_nonzero(self.robot.at_limit()) * self.robot.dt

@@ -308,8 +308,8 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
     config = make_config({"joint_motion_reward": 0.1})
     rng = np.random.default_rng(0)
     for torques, low, high in ((lambda: rng.uniform(-1, 1, 8), 7.5, 8.0), (lambda: np.zeros(8), 0.0, 0.5)):
-        env.reset(seed=0)
-        gait = GaitTerms(env, config)
+        gait = GaitTerms(env, config)  # made before the reset, as the evaluator does: the jump from the
+        env.reset(seed=0)  # last lifetime's pose to the reset pose is not a joint's motion
         for tick in range(100):
             gait(tick, env.step(torques())[0], None, {})
         assert low <= gait.moving_joints() <= high
