@@ -33,7 +33,7 @@ class Job:
 @dataclass(frozen=True)
 class Result:
     per_body: tuple[float, ...]  # mean fitness on each of the job's bodies, in the job's order
-    walked: float  # mean distance (CarRacing: reward) over all lifetimes: no cap, no gait terms
+    walked: float  # mean distance (CarRacing: reward) over all lifetimes: no cap, fall or gait terms
     env_steps: int  # settle ticks included: what the simulator actually ran
     fell: int  # lifetimes ended by the environment (upside down)
     cpu_s: float  # CPU time of the job in its worker: throughput that other processes do not distort
@@ -71,18 +71,22 @@ class GaitTerms:
         if self.config.joint_limit_cost:
             self.limit_seconds += np.count_nonzero(self.robot.at_limit()) * self.robot.dt
 
+    @property
+    def seconds(self) -> float:
+        return self.ticks * self.robot.dt
+
     def moving_joints(self) -> float:
         """How many joints moved: each counts min(1, its mean angular speed / JOINT_TRAVEL). A gait
         swings a joint through its range every stride (the walkers' working joint: 3-4 rad/s); a limp
         joint sagging under the body's weight travels a few hundredths of that."""
-        seconds = self.ticks * self.robot.dt
-        return float(np.minimum(self.travel / (JOINT_TRAVEL * seconds), 1.0).sum()) if self.ticks else 0.0
+        if not self.ticks:
+            return 0.0
+        return float(np.minimum(self.travel / (JOINT_TRAVEL * self.seconds), 1.0).sum())
 
     def fitness_change(self) -> float:
         """m of fitness gained for moving joints, less the charge for joints at a stop."""
-        seconds = self.ticks * self.robot.dt
         return (
-            self.config.joint_motion_reward * seconds * self.moving_joints()
+            self.config.joint_motion_reward * self.seconds * self.moving_joints()
             - self.config.joint_limit_cost * self.limit_seconds
         )
 
@@ -124,7 +128,7 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
         except SpecError as exc:
             raise ConfigError(f"config key {key!r}: {exc}") from None
     for key in ("joint_limit_cost", "joint_motion_reward"):
-        if getattr(config, key) and not hasattr(bodies[()].unwrapped, "at_limit"):
+        if getattr(config, key) and not hasattr(bodies[()].unwrapped, "joint_angles"):
             raise ConfigError(
                 f"config key {key!r}: task {config.task!r} has no joint ranges to score; set it to 0"
             )

@@ -302,8 +302,8 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
 def test_joint_motion_reward_pays_per_joint_that_moves():
     """A joint counts as moving in proportion to its angular speed (fully from JOINT_TRAVEL): random
     torques move all eight, a body at rest none, and the shipped walker (seven joints pinned) one to three
-    (it pins them within the 100 ticks);
-    the fitness gains joint_motion_reward per moving joint-second, the distance walked is unchanged."""
+    (it pins them within the 100 ticks); the fitness gains joint_motion_reward per moving joint-second,
+    the distance walked is unchanged."""
     env = sim.make("ant")
     config = make_config({"joint_motion_reward": 0.1})
     rng = np.random.default_rng(0)
