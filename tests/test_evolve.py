@@ -283,7 +283,7 @@ def test_fitness_cap_clips_each_lifetime_before_the_mean():
 
 def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
     """The Ant counts its joints at an end of their range (none at reset, all eight when every motor
-    pushes one way); the fitness loses joint_limit_cost per joint-second there. The shipped walker pins
+    pushes one way); the fitness loses joint_limit_cost per joint-second there. The static walker pins
     seven joints within a few ticks, so 100 ticks (5 s) cost it more than 6 joints x 4 s."""
     env = sim.make("ant")
     env.reset(seed=0)
@@ -291,8 +291,8 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
     for _ in range(30):
         env.step(np.ones(8))
     assert np.count_nonzero(env.unwrapped.at_limit()) == 8
-    values = {"ticks": 100, "settle_ticks": 0, "early_stop": False}
-    mean = Population(load_genome("ant").to_vector(), 0.1, 0, 0)
+    values = {"ticks": 100, "settle_ticks": 0, "early_stop": False, "genome_kind": "static"}
+    mean = Population(load_genome("ant-static").to_vector(), 0.1, 0, 0)
     job = Job(None, ((),), (11,))
     free = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
     charged = Evaluator(make_config({**values, "joint_limit_cost": 0.1})).run_job(mean, job, 100).fitness
@@ -301,9 +301,9 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
 
 def test_joint_motion_reward_pays_per_joint_that_moves():
     """A joint counts as moving in proportion to its angular speed (fully from JOINT_TRAVEL): random
-    torques move all eight, a body at rest none, and the shipped walker (seven joints pinned) one to three
-    (it pins them within the 100 ticks); the fitness gains joint_motion_reward per moving joint-second,
-    the distance walked is unchanged."""
+    torques move all eight, a body at rest none, the static walker (seven joints pinned) one to three (it
+    pins them within the 100 ticks) and the shipped Hebbian walker, evolved with this reward, more than
+    four; the fitness gains joint_motion_reward per moving joint-second, the distance walked is unchanged."""
     env = sim.make("ant")
     config = make_config({"joint_motion_reward": 0.1})
     rng = np.random.default_rng(0)
@@ -313,13 +313,14 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
         for tick in range(100):
             gait(tick, env.step(torques())[0], None, {})
         assert low <= gait.moving_joints() <= high
-    values = {"ticks": 100, "settle_ticks": 0, "early_stop": False}
-    mean = Population(load_genome("ant").to_vector(), 0.1, 0, 0)
     job = Job(None, ((),), (11,))
-    free = Evaluator(make_config(values)).run_job(mean, job, 100)
-    paid = Evaluator(make_config({**values, "joint_motion_reward": 0.1})).run_job(mean, job, 100)
-    assert 0.1 * 5 * 0.8 < paid.fitness - free.fitness < 0.1 * 5 * 3
-    assert paid.walked == free.walked == free.fitness  # validation reports the distance alone
+    for name, kind, low, high in (("ant-static", "static", 0.8, 3.0), ("ant", "hebbian", 4.0, 8.0)):
+        values = {"ticks": 100, "settle_ticks": 0, "early_stop": False, "genome_kind": kind}
+        mean = Population(load_genome(name).to_vector(), 0.1, 0, 0)
+        free = Evaluator(make_config(values)).run_job(mean, job, 100)
+        paid = Evaluator(make_config({**values, "joint_motion_reward": 0.1})).run_job(mean, job, 100)
+        assert 0.1 * 5 * low < paid.fitness - free.fitness < 0.1 * 5 * high
+        assert paid.walked == free.walked == free.fitness  # validation reports the distance alone
 
 
 def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
