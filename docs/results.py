@@ -7,12 +7,14 @@
 Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
 (1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
 lifetimes run in parallel. Writes docs/results_table.md (Ant) or docs/results_table_servo_quad.md, and
-for the Ant docs/fig_midrun_cut.png, docs/fig_weight_pca.png and docs/results_gait.md (which joints move).
+for the Ant docs/fig_midrun_cut.png, docs/fig_weight_pca.png (printing the distances between lifetimes'
+mean weights) and docs/results_gait.md (which joints move).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -157,18 +159,19 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
 
 
 def _speeds(
-    genome: str, seed: int, damages: tuple[str, ...], midrun: bool = False
-) -> tuple[np.ndarray, list]:
+    genome: str, seed: int, damages: tuple[str, ...], midrun: bool = False, weights: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speed per tick, and (if asked) every weight at every tick, one row per tick."""
     loaded, settle, damages = _setup("ant", genome, damages, midrun)
     network = loaded.build()
-    weights: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
 
     def record(tick: int, *_: object) -> None:
-        if tick % 5 == 0:
-            weights.append(np.concatenate([w.ravel() for w in network.weights]))
+        rows.append(np.concatenate([w.ravel() for w in network.weights]))
 
-    life = run_lifetime(network, sim.make("ant", damages), TICKS, seed, settle_ticks=settle, on_tick=record)
-    return np.asarray(life.speeds), weights
+    env = sim.make("ant", damages)
+    life = run_lifetime(network, env, TICKS, seed, settle_ticks=settle, on_tick=record if weights else None)
+    return np.asarray(life.speeds), np.asarray(rows)
 
 
 def _joint_trace(genome: str, env: object, lifetimes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +206,22 @@ def gait(genomes: dict[str, str], lifetimes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pca_panel(ax: object, groups: dict[str, list[np.ndarray]], title: str) -> None:
+    """Each group's arrays (a path of rows, or a single row) on the first two principal components of all."""
+    stacked = np.concatenate([rows for group in groups.values() for rows in group])
+    centre = stacked.mean(axis=0)
+    axes = np.linalg.svd(stacked - centre, full_matrices=False)[2][:2]
+    for colour, (label, group) in enumerate(groups.items()):
+        for k, rows in enumerate(group):
+            xy = (rows - centre) @ axes.T
+            style = {"lw": 0.8} if len(xy) > 1 else {"marker": "o", "ls": ""}
+            ax.plot(xy[:, 0], xy[:, 1], color=f"C{colour}", label=None if k else label, **style)
+            if len(xy) > 1:
+                ax.plot(*xy[0], "ko")
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
+    ax.legend()
+
+
 def figures(genomes: dict[str, str], lifetimes: int) -> None:
     """Speed around a mid-run cut (Hebbian vs static), and the weights' path in PCA space."""
     import matplotlib
@@ -224,23 +243,30 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
     fig.tight_layout()
     fig.savefig(DOCS / "fig_midrun_cut.png", dpi=120)
 
-    paths = {
-        label: _speeds(genomes["Hebbian"], 0, damages)[1]
-        for label, damages in (("intact", ()), ("leg 2 cut", ("cut-leg:2",)))
+    # Left: one lifetime per body, the weights every 5th tick. Right: each lifetime's mean weights from
+    # GAIT_FROM on (the step cycle averaged out), 2 x `lifetimes` lifetimes per body: does where the weights
+    # settle depend on the body more than on the random start?
+    bodies = {"intact": (), "leg 2 cut": ("cut-leg:2",)}
+    hebbian = genomes["Hebbian"]
+    paths = {label: [_speeds(hebbian, 0, damages, weights=True)[1][::5]] for label, damages in bodies.items()}
+    means = {
+        label: [
+            _speeds(hebbian, seed, damages, weights=True)[1][GAIT_FROM:].mean(axis=0, keepdims=True)
+            for seed in range(2 * lifetimes)
+        ]
+        for label, damages in bodies.items()
     }
-    stacked = np.concatenate([np.asarray(p) for p in paths.values()])
-    centred = stacked - stacked.mean(axis=0)
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for label, path in paths.items():
-        xy = (np.asarray(path) - stacked.mean(axis=0)) @ axes[:2].T
-        ax.plot(xy[:, 0], xy[:, 1], lw=0.8, label=label)
-        ax.plot(*xy[0], "ko")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title("Hebbian weights over one lifetime (dot: random start)")
-    ax.legend()
+    fig, panels = plt.subplots(1, 2, figsize=(11, 5))
+    _pca_panel(panels[0], paths, "one lifetime each, every 5th tick (dot: random start)")
+    _pca_panel(panels[1], means, f"mean from tick {GAIT_FROM} on, {2 * lifetimes} lifetimes each")
+    fig.suptitle("Hebbian weights, intact and with leg 2 cut, on their first two principal components")
     fig.tight_layout()
+    within = [np.linalg.norm(a - b) for group in means.values() for a, b in itertools.combinations(group, 2)]
+    across = [np.linalg.norm(a - b) for a, b in itertools.product(*means.values())]
+    print(
+        f"distance between lifetimes' mean weights: same body {np.mean(within):.3f}, other body "
+        f"{np.mean(across):.3f} (weight vector norm {np.linalg.norm(means['intact'][0]):.2f})"
+    )
     fig.savefig(DOCS / "fig_weight_pca.png", dpi=120)
 
 
