@@ -223,7 +223,7 @@ def _pca_panel(ax: object, groups: dict[str, list[np.ndarray]], title: str) -> N
 
 
 def figures(genomes: dict[str, str], lifetimes: int) -> None:
-    """Speed around a mid-run cut (Hebbian vs static), and the weights' path in PCA space."""
+    """Speed around a mid-run cut (Hebbian vs static); the Hebbian weights on their principal components."""
     import matplotlib
 
     matplotlib.use("Agg")
