@@ -248,14 +248,14 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
     # settle depend on the body more than on the random start?
     bodies = {"intact": (), "leg 2 cut": ("cut-leg:2",)}
     hebbian = genomes["Hebbian"]
-    paths = {label: [_speeds(hebbian, 0, damages, weights=True)[1][::5]] for label, damages in bodies.items()}
-    means = {
-        label: [
-            _speeds(hebbian, seed, damages, weights=True)[1][GAIT_FROM:].mean(axis=0, keepdims=True)
-            for seed in range(2 * lifetimes)
-        ]
-        for label, damages in bodies.items()
-    }
+    paths: dict[str, list[np.ndarray]] = {}
+    means: dict[str, list[np.ndarray]] = {label: [] for label in bodies}
+    for label, damages in bodies.items():
+        for seed in range(2 * lifetimes):
+            rows = _speeds(hebbian, seed, damages, weights=True)[1]
+            if seed == 0:  # the left panel's lifetime is the right panel's first
+                paths[label] = [rows[::5]]
+            means[label].append(rows[GAIT_FROM:].mean(axis=0, keepdims=True))
     fig, panels = plt.subplots(1, 2, figsize=(11, 5))
     _pca_panel(panels[0], paths, "one lifetime each, every 5th tick (dot: random start)")
     _pca_panel(panels[1], means, f"mean from tick {GAIT_FROM} on, {2 * lifetimes} lifetimes each")
