@@ -3,6 +3,7 @@
 Every key has a type and a default here; an unknown key or a value of the wrong type or range is a
 :class:`ConfigError` naming the key, so a typo never silently runs the defaults. The defaults are the
 settings that learned on this Ant (``PAPER_NOTES.md``, "Measured here"), not the paper's literal ones.
+A file may name a ``base:`` file whose keys it starts from, so each stage of a run says only what it changes.
 """
 
 from __future__ import annotations
@@ -216,11 +217,14 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config, apply ``key=value`` overrides, validate."""
-    path = Path(path)
+def _read_values(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's keys, on top of those of the file its ``base:`` key names (relative to it), so a
+    stage's launch file holds only what it changes."""
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; see launch/ for examples")
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file {path}{where} not found; see launch/ for examples")
+    if path.resolve() in chain:
+        raise ConfigError(f"config file {chain[-1]}: base {path} is already in the chain; remove the loop")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -229,6 +233,18 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must be a mapping of keys to values")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: 'base' must name a config file, got {base!r}")
+    return {**_read_values(path.parent / base, (*chain, path.resolve())), **values}
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (and the files its ``base:`` chain names), apply ``key=value`` overrides,
+    validate."""
+    values = _read_values(Path(path))
     values.update(dict(parse_override(o) for o in overrides))
     return make_config(values)
 
