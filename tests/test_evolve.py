@@ -24,6 +24,8 @@ from evolve.run import validation_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "launch" / "ant_smoke.yaml")
+# the first static walker (launch/ant_static.yaml): seven joints pinned at a stop, on its back with leg 2 cut
+ONE_JOINT_STATIC = str(ROOT / "runs" / "ant_static" / "best.npz")
 # Long enough per generation (~0.2 s) that a kill lands mid-run, short enough for the default test run.
 RESUMABLE = ["--set", "generations=6", "--set", "population=8", "--set", "ticks=60", "--workers", "1"]
 
@@ -283,7 +285,7 @@ def test_fitness_cap_clips_each_lifetime_before_the_mean():
 
 def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
     """The Ant counts its joints at an end of their range (none at reset, all eight when every motor
-    pushes one way); the fitness loses joint_limit_cost per joint-second there. The static walker pins
+    pushes one way); the fitness loses joint_limit_cost per joint-second there. The first static walker pins
     seven joints within a few ticks, so 100 ticks (5 s) cost it more than 6 joints x 4 s."""
     env = sim.make("ant")
     env.reset(seed=0)
@@ -292,7 +294,7 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
         env.step(np.ones(8))
     assert np.count_nonzero(env.unwrapped.at_limit()) == 8
     values = {"ticks": 100, "settle_ticks": 0, "early_stop": False, "genome_kind": "static"}
-    mean = Population(load_genome("ant-static").to_vector(), 0.1, 0, 0)
+    mean = Population(load_genome(ONE_JOINT_STATIC).to_vector(), 0.1, 0, 0)
     job = Job(None, ((),), (11,))
     free = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
     charged = Evaluator(make_config({**values, "joint_limit_cost": 0.1})).run_job(mean, job, 100).fitness
@@ -301,7 +303,7 @@ def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
 
 def test_joint_motion_reward_pays_per_joint_that_moves():
     """A joint counts as moving in proportion to its angular speed (fully from JOINT_TRAVEL): random
-    torques move all eight, a body at rest none, the static walker (seven joints pinned) one to three (it
+    torques move all eight, a body at rest none, the first static walker (seven pinned) one to three (it
     pins them within the 100 ticks) and the shipped Hebbian walker, evolved with this reward, more than
     four; the fitness gains joint_motion_reward per moving joint-second, the distance walked is unchanged."""
     env = sim.make("ant")
@@ -314,7 +316,7 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
             gait(tick, env.step(torques())[0], None, {})
         assert low <= gait.moving_joints() <= high
     job = Job(None, ((),), (11,))
-    for name, kind, low, high in (("ant-static", "static", 0.8, 3.0), ("ant", "hebbian", 4.0, 8.0)):
+    for name, kind, low, high in ((ONE_JOINT_STATIC, "static", 0.8, 3.0), ("ant", "hebbian", 4.0, 8.0)):
         values = {"ticks": 100, "settle_ticks": 0, "early_stop": False, "genome_kind": kind}
         mean = Population(load_genome(name).to_vector(), 0.1, 0, 0)
         free = Evaluator(make_config(values)).run_job(mean, job, 100)
@@ -324,10 +326,10 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
 
 
 def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
-    """The static genome ends most lifetimes with leg 2 cut on its back; each such lifetime loses
+    """The first static walker ends most lifetimes with leg 2 cut on its back; each such lifetime loses
     fall_cost per second it did not live, one that lives to the end loses nothing."""
     values = {"genome_kind": "static", "train_damages": [["cut-leg:2"]], "ticks": 200, "early_stop": False}
-    mean = Population(load_genome("ant-static").to_vector(), 0.1, 0, 0)
+    mean = Population(load_genome(ONE_JOINT_STATIC).to_vector(), 0.1, 0, 0)
     free_eval = Evaluator(make_config(values))
     charged_eval = Evaluator(make_config({**values, "fall_cost": 1.0}))
     falls = 0
