@@ -21,11 +21,11 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 import sim
 from controller.genome import Genome, load_genome
 from controller.loop import run_lifetime
+from evolve.config import load_config
 
 DOCS = Path(__file__).parent
 TICKS = 1000
@@ -46,7 +46,7 @@ class Row:
 @dataclass(frozen=True)
 class Task:
     rows: tuple[Row, ...]
-    config: str  # the Hebbian genome's launch config: which damages it trained on
+    configs: tuple[str, ...]  # the Hebbian genome's launch configs, one per stage: the damages it trained on
     hebbian: str
     static: str
     table: str
@@ -62,7 +62,7 @@ TASKS = {
             Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
             Row(f"leg 2 cut at tick {CUT_TICK}", midrun_cut=True),
         ),
-        "launch/ant.yaml",
+        tuple(f"launch/ant_motion{stage}.yaml" for stage in ("", "2", "3", "4b", "5b")),
         "ant",
         "ant-static",
         "results_table.md",
@@ -77,7 +77,7 @@ TASKS = {
             Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_cut=True),
             Row("randomised, heading input zeroed (ablation)", ("dropout:6",), True),
         ),
-        "launch/servo_quad.yaml",
+        ("launch/servo_quad.yaml",),
         "servo-quad",
         "servo-quad-static",
         "results_table_servo_quad.md",
@@ -111,9 +111,9 @@ def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
     return life.distance, life.terminated, life.recovery_ticks()
 
 
-def _training_damages(config: Path) -> set[str]:
-    """Damage specs the genome was evolved on (from its launch config)."""
-    return {spec for body in yaml.safe_load(config.read_text())["train_damages"] for spec in body}
+def _training_damages(configs: tuple[str, ...]) -> set[str]:
+    """Damage specs the genome was evolved on in any of its stages (from their launch configs)."""
+    return {spec for c in configs for body in load_config(DOCS.parent / c).train_damages for spec in body}
 
 
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
@@ -121,7 +121,7 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
     jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
     with ProcessPoolExecutor(workers) as pool:
         results = list(pool.map(_lifetime, jobs, chunksize=4))
-    seen = _training_damages(DOCS.parent / TASKS[task].config)
+    seen = _training_damages(TASKS[task].configs)
     header = (
         "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
         f"walked forward (>= {FORWARD_M:g} m), Hebbian / static | fell, Hebbian / static | "
