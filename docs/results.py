@@ -30,7 +30,7 @@ from evolve.config import load_config
 DOCS = Path(__file__).parent
 TICKS = 1000
 FORWARD_M = 1.0  # a lifetime "walked forward" when it ends this far ahead (controller evaluate --forward)
-CUT_TICK = 300  # the mid-run cut: leg 2, after this many ticks of control
+CUT_TICK = 300  # the mid-run cuts: after this many ticks of control
 GAIT_FROM = 200  # the gait table ignores the first ticks, while the Hebbian weights self-organise
 RANDOMISE = "launch/randomisation/servo_quad.yaml"
 
@@ -40,7 +40,12 @@ class Row:
     label: str
     damages: tuple[str, ...] = ()
     randomised: bool = False
-    midrun_cut: bool = False  # leg 2 cut after CUT_TICK ticks of control (onset in s after reset)
+    midrun_leg: int = 0  # this leg cut after CUT_TICK ticks of control (onset in s after reset); 0: none
+
+    def trained_on(self, seen: set[str]) -> bool:
+        """Whether every body damage of the row, wherever it starts, was among the training damages."""
+        specs = (*self.damages, f"cut-leg:{self.midrun_leg}") if self.midrun_leg else self.damages
+        return {s.split("@")[0] for s in specs} <= seen
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ TASKS = {
             *[Row(f"leg {n} shortened to 25%", (f"shorten-leg:{n}:0.25",)) for n in (1, 2, 3, 4)],
             Row("ankle_1 locked", ("lock:ankle_1",)),
             Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
-            Row(f"leg 2 cut at tick {CUT_TICK}", midrun_cut=True),
+            *[Row(f"leg {n} cut at tick {CUT_TICK}", midrun_leg=n) for n in (2, 1, 4)],
         ),
         tuple(f"launch/ant_motion{stage}.yaml" for stage in ("", "2", "3", "4b", "5b")),
         "ant",
@@ -74,7 +79,7 @@ TASKS = {
             Row("nominal, cut leg 2", ("cut-leg:2",)),
             Row("randomised, cut leg 2", ("cut-leg:2",), True),
             Row("randomised, cut leg 1", ("cut-leg:1",), True),
-            Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_cut=True),
+            Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_leg=2),
             Row("randomised, heading input zeroed (ablation)", ("dropout:6",), True),
         ),
         ("launch/servo_quad.yaml",),
@@ -93,19 +98,21 @@ def _task_timing(task: str) -> tuple[int, float]:
 
 
 def _setup(
-    task: str, genome: str, damages: tuple[str, ...], midrun: bool
+    task: str, genome: str, damages: tuple[str, ...], midrun_leg: int
 ) -> tuple[Genome, int, tuple[str, ...]]:
-    """The genome, the settle it was evolved with, and the damages, with the mid-run cut of leg 2
+    """The genome, the settle it was evolved with, and the damages, with the mid-run cut of leg ``midrun_leg``
     placed CUT_TICK ticks after that settle (an onset in seconds after reset)."""
     loaded = load_genome(genome, task=task)
     task_settle, dt = _task_timing(task)
     settle = loaded.settle_ticks(task_settle)
-    return loaded, settle, (*damages, f"cut-leg:2@{(settle + CUT_TICK) * dt:g}") if midrun else damages
+    if midrun_leg:
+        damages = (*damages, f"cut-leg:{midrun_leg}@{(settle + CUT_TICK) * dt:g}")
+    return loaded, settle, damages
 
 
 def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
     task, genome, row, seed = job
-    loaded, settle, damages = _setup(task, genome, row.damages, row.midrun_cut)
+    loaded, settle, damages = _setup(task, genome, row.damages, row.midrun_leg)
     env = sim.make(task, damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
     life = run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle)
     return life.distance, life.terminated, life.recovery_ticks()
@@ -146,9 +153,7 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
             f"{np.median(recoveries):.0f} ({len(recoveries)}/{lifetimes} recovered)" if recoveries else "-"
         )
         fell = [sum(f for _, f, _ in cells[name]) for name in ("Hebbian", "static")]
-        trained = (
-            "yes" if {s.split("@")[0] for s in row.damages} <= seen or not row.damages else "no (held out)"
-        )
+        trained = "yes" if row.trained_on(seen) else "no (held out)"
         lines.append(
             f"| {row.label} | {trained} | {hebb.mean():.2f} ± {hebb.std():.2f} | "
             f"{stat.mean():.2f} ± {stat.std():.2f} | {better} | "
@@ -159,10 +164,10 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
 
 
 def _speeds(
-    genome: str, seed: int, damages: tuple[str, ...], midrun: bool = False, weights: bool = False
+    genome: str, seed: int, damages: tuple[str, ...], midrun_leg: int = 0, weights: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Speed per tick, and (if asked) every weight at every tick, one row per tick."""
-    loaded, settle, damages = _setup("ant", genome, damages, midrun)
+    loaded, settle, damages = _setup("ant", genome, damages, midrun_leg)
     network = loaded.build()
     rows: list[np.ndarray] = []
 
@@ -232,7 +237,7 @@ def figures(genomes: dict[str, str], lifetimes: int) -> None:
     dt, window = _task_timing("ant")[1], 20
     fig, ax = plt.subplots(figsize=(8, 4))
     for name, genome in genomes.items():
-        runs = [_speeds(genome, seed, (), midrun=True)[0] for seed in range(lifetimes)]
+        runs = [_speeds(genome, seed, (), midrun_leg=2)[0] for seed in range(lifetimes)]
         runs = [np.pad(r, (0, TICKS - r.size)) for r in runs]
         smooth = np.convolve(np.mean(runs, axis=0), np.ones(window) / window, mode="valid")
         ax.plot((np.arange(smooth.size) + window - 1) * dt, smooth, label=f"{name} (mean of {lifetimes})")
