@@ -23,7 +23,7 @@ import numpy as np
 from controller.deploy import add_serial_arguments, run_serial
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
-from controller.loop import Lifetime, run_lifetime
+from controller.loop import Lifetime, median_recovery, run_lifetime
 from controller.plotting import pyplot
 
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
@@ -199,7 +199,7 @@ def summary(life: Lifetime, steps: int) -> str:
             f"damage onset: tick {onset} ({onset * life.dt:.1f} s)",
             f"mean speed before damage: {life.mean_speed(0, onset):.2f} m/s, "
             f"after: {life.mean_speed(onset):.2f} m/s",
-            "ticks to recover (1 s mean speed >= 50% of before): "
+            "ticks to recover (1 s mean speed >= 50% of before, held 5 s): "
             + (f"{recovery}" if recovery is not None else "not recovered"),
         ]
     else:
@@ -268,7 +268,8 @@ def evaluate(args: argparse.Namespace) -> int:
     ]
     kind = lives[0].fitness_kind
     scores = np.array([life.fitness for life in lives])
-    recoveries = [r for life in lives if (r := life.recovery_ticks()) is not None]
+    damaged = any(life.damage_onset for life in lives)
+    median, recovered = median_recovery([life.recovery_ticks() for life in lives])
     result = {
         "genome": args.genome,
         "task": args.sim,
@@ -281,8 +282,8 @@ def evaluate(args: argparse.Namespace) -> int:
         f"{kind}_min": float(scores.min()),
         "fell": int(sum(life.terminated for life in lives)),
         "walked_forward": int((scores >= args.forward).sum()) if kind == "distance" else None,
-        "recovered": len(recoveries) if any(life.damage_onset for life in lives) else None,
-        "recovery_ticks_median": float(np.median(recoveries)) if recoveries else None,
+        "recovered": recovered if damaged else None,
+        "recovery_ticks_median": median if damaged and np.isfinite(median) else None,  # None: never
     }
     print(
         f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "
@@ -295,8 +296,8 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     if result["recovered"] is not None:
         print(
-            f"recovered: {result['recovered']}/{args.lifetimes}, "
-            f"median ticks to recover: {result['recovery_ticks_median']}"
+            f"recovered: {result['recovered']}/{args.lifetimes}, median ticks to recover (over all "
+            f"lifetimes): {'never' if result['recovery_ticks_median'] is None else f'{median:.0f}'}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

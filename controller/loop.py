@@ -8,7 +8,7 @@ forward pass -> plasticity update -> action -> environment step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,20 +59,29 @@ class Lifetime:
         window = self.speeds[start:stop]
         return float(np.mean(window)) if window else 0.0
 
-    def recovery_ticks(self, threshold: float = 0.5) -> int | None:
-        """Ticks after the damage onset until the 1-second moving-average speed is back to
-        ``threshold`` x its pre-damage mean; None if there was no onset or it never recovered."""
+    def recovery_ticks(self, threshold: float = 0.5, hold_s: float = 5.0) -> int | None:
+        """Ticks after the damage onset until the 1-second moving-average speed is back to ``threshold`` x
+        its mean over the 5 s before the onset, to stay there for ``hold_s`` seconds; None if there was
+        no onset, it never did, or the lifetime ended in a fall. (The hold is what tells walking on from
+        coasting a second on momentum and stopping; a later dip of one step does not undo it.)"""
         onset = self.damage_onset
-        if onset is None or onset < 1:
+        if onset is None or onset < 1 or self.terminated:
             return None
-        window = max(1, round(1.0 / self.dt))
+        window, hold = max(1, round(1.0 / self.dt)), max(1, round(hold_s / self.dt))
         before = self.mean_speed(max(0, onset - 5 * window), onset)
         after = np.asarray(self.speeds[onset:])
-        if before <= 0 or after.size < window:
+        if before <= 0 or after.size < window + hold - 1:
             return None
         moving = np.convolve(after, np.ones(window) / window, mode="valid")
-        recovered = np.flatnonzero(moving >= threshold * before)
-        return int(recovered[0] + window - 1) if recovered.size else None
+        held = np.convolve(moving >= threshold * before, np.ones(hold), mode="valid") == hold
+        return int(np.argmax(held) + window - 1) if held.any() else None
+
+
+def median_recovery(ticks: Sequence[int | None]) -> tuple[float, int]:
+    """The median of lifetimes' :meth:`Lifetime.recovery_ticks`, one that never recovered (None) counting
+    as never (inf), and how many recovered: a median over the recovered ones alone would hide the rest."""
+    spans = [np.inf if t is None else t for t in ticks]
+    return float(np.median(spans)), int(np.isfinite(spans).sum())
 
 
 def run_lifetime(

@@ -24,7 +24,7 @@ import numpy as np
 
 import sim
 from controller.genome import Genome, load_genome
-from controller.loop import run_lifetime
+from controller.loop import median_recovery, run_lifetime
 from evolve.config import load_config
 
 DOCS = Path(__file__).parent
@@ -123,6 +123,11 @@ def _training_damages(configs: tuple[str, ...]) -> set[str]:
     return {spec for c in configs for body in load_config(DOCS.parent / c).train_damages for spec in body}
 
 
+def _recovery(ticks: list[int | None]) -> str:
+    median, recovered = median_recovery(ticks)
+    return f"{f'{median:.0f}' if np.isfinite(median) else 'never'} ({recovered}/{len(ticks)})"
+
+
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
     rows = TASKS[task].rows
     jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
@@ -132,7 +137,7 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
     header = (
         "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
         f"walked forward (>= {FORWARD_M:g} m), Hebbian / static | fell, Hebbian / static | "
-        "Hebbian median recovery (ticks) |\n|---|---|---|---|---|---|---|---|\n"
+        "median recovery (ticks), Hebbian / static |\n|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r, row in enumerate(rows):
@@ -148,10 +153,9 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
             if hebb.mean() - stat.mean() > spread
             else ("no (static better)" if stat.mean() - hebb.mean() > spread else "no (within spread)")
         )
-        recoveries = [t for _, _, t in cells["Hebbian"] if t is not None]
-        recovery = (
-            f"{np.median(recoveries):.0f} ({len(recoveries)}/{lifetimes} recovered)" if recoveries else "-"
-        )
+        recovery = "-"
+        if row.midrun_leg:
+            recovery = " / ".join(_recovery([t for _, _, t in cells[name]]) for name in ("Hebbian", "static"))
         fell = [sum(f for _, f, _ in cells[name]) for name in ("Hebbian", "static")]
         trained = "yes" if row.trained_on(seen) else "no (held out)"
         lines.append(
