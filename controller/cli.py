@@ -283,7 +283,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "fell": int(sum(life.terminated for life in lives)),
         "walked_forward": int((scores >= args.forward).sum()) if kind == "distance" else None,
         "recovered": recovered if damaged else None,
-        "recovery_ticks_median": median if damaged and np.isfinite(median) else None,  # None: never
+        "recovery_ticks_median": median if damaged else None,  # None: never (or no damage onset)
     }
     print(
         f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "
@@ -297,7 +297,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if result["recovered"] is not None:
         print(
             f"recovered: {result['recovered']}/{args.lifetimes}, median ticks to recover (over all "
-            f"lifetimes): {'never' if result['recovery_ticks_median'] is None else f'{median:.0f}'}"
+            f"lifetimes): {'never' if median is None else f'{median:.0f}'}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

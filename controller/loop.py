@@ -77,11 +77,12 @@ class Lifetime:
         return int(np.argmax(held) + window - 1) if held.any() else None
 
 
-def median_recovery(ticks: Sequence[int | None]) -> tuple[float, int]:
-    """The median of lifetimes' :meth:`Lifetime.recovery_ticks`, one that never recovered (None) counting
-    as never (inf), and how many recovered: a median over the recovered ones alone would hide the rest."""
+def median_recovery(ticks: Sequence[int | None]) -> tuple[float | None, int]:
+    """The median of lifetimes' :meth:`Lifetime.recovery_ticks` (None: never), one that never recovered
+    counting as never, and how many recovered: a median over the recovered ones alone would hide the rest."""
     spans = [np.inf if t is None else t for t in ticks]
-    return float(np.median(spans)), int(np.isfinite(spans).sum())
+    median = float(np.median(spans))
+    return (median if np.isfinite(median) else None), int(np.isfinite(spans).sum())
 
 
 def run_lifetime(

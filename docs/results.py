@@ -125,7 +125,7 @@ def _training_damages(configs: tuple[str, ...]) -> set[str]:
 
 def _recovery(ticks: list[int | None]) -> str:
     median, recovered = median_recovery(ticks)
-    return f"{f'{median:.0f}' if np.isfinite(median) else 'never'} ({recovered}/{len(ticks)})"
+    return f"{'never' if median is None else f'{median:.0f}'} ({recovered}/{len(ticks)})"
 
 
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
