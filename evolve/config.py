@@ -60,6 +60,10 @@ class Config:
     # each lifetime's fitness clipped at this before averaging (0 = no cap): above it a lifetime counts
     # as done, so the search pays for walking in every lifetime rather than far in a few
     fitness_cap: float = 0.0
+    # m of fitness lost per m a lifetime walks beyond fitness_cap (0 = beyond the cap counts as the cap): with
+    # it the cap is a pace to hold, as a legged robot walks at a commanded speed rather than flat out, and
+    # the search pays for keeping that pace on a damaged body rather than for top speed on the intact one
+    overshoot_cost: float = 0.0
     # pooled: the ES ranks each member's mean over its bodies; per_body: ranks on each body among the
     # members that walked it, then averages (a hard body's small differences count as much as the rest)
     fitness_shaping: str = "pooled"
@@ -126,6 +130,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "settle_ticks": _at_least(0),
     "lifetimes": _at_least(1),
     "fitness_cap": _at_least(0),
+    "overshoot_cost": _at_least(0),
     "fitness_shaping": _one_of("pooled", "per_body"),
     "joint_limit_cost": _at_least(0),
     "joint_motion_reward": _at_least(0),
@@ -198,6 +203,10 @@ def make_config(values: dict[str, Any]) -> Config:
     for name, (valid, expected) in RANGES.items():
         if not valid(getattr(config, name)):
             raise ConfigError(f"config key {name!r} must be {expected}, got {getattr(config, name)!r}")
+    if config.overshoot_cost and not config.fitness_cap:
+        raise ConfigError(
+            "config key 'overshoot_cost' charges distance beyond fitness_cap; set fitness_cap > 0"
+        )
     if not 0 <= config.train_damage_sample <= len(config.train_damages):
         raise ConfigError(
             f"config key 'train_damage_sample' must be between 0 and {len(config.train_damages)} "

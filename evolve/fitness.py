@@ -199,7 +199,9 @@ class Evaluator:
                     on_tick=gait,
                 )
                 walked[b, s] = life.fitness
-                fitness = min(life.fitness, c.fitness_cap) if c.fitness_cap else life.fitness
+                fitness = life.fitness
+                if c.fitness_cap:
+                    fitness = min(fitness, c.fitness_cap) - c.overshoot_cost * max(fitness - c.fitness_cap, 0)
                 if life.terminated:
                     fitness -= c.fall_cost * (ticks - life.ticks) * env.unwrapped.dt
                 scores[b, s] = fitness + gait.fitness_change() if gait else fitness

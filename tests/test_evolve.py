@@ -17,7 +17,7 @@ from conftest import terminal_sigint
 import sim
 from controller.genome import load_genome
 from evolve.cli import RESUME_KEYS, main
-from evolve.config import Config, config_to_dict, load_config, make_config
+from evolve.config import Config, ConfigError, config_to_dict, load_config, make_config
 from evolve.fitness import Evaluator, GaitTerms, Job, Result, make_bodies, pair_jobs, per_body_utility
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
@@ -281,6 +281,14 @@ def test_fitness_cap_clips_each_lifetime_before_the_mean():
     uncapped = Evaluator(make_config(values)).run_job(mean, job, 100).fitness
     capped = Evaluator(make_config({**values, "fitness_cap": 0.5})).run_job(mean, job, 100).fitness
     assert uncapped > 0.5 and capped == 0.5
+    paced = Evaluator(make_config({**values, "fitness_cap": 0.5, "overshoot_cost": 1.0}))
+    # each lifetime: the cap less its overshoot, 0.5 - (d - 0.5)
+    assert paced.run_job(mean, job, 100).fitness == pytest.approx(1.0 - uncapped)
+
+
+def test_overshoot_cost_needs_a_cap():
+    with pytest.raises(ConfigError, match="overshoot_cost.*fitness_cap > 0"):
+        make_config({"overshoot_cost": 1.0})
 
 
 def test_joint_limit_cost_charges_each_joint_second_at_a_stop():
