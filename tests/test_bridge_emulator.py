@@ -4,10 +4,12 @@ emergency stop; and the link faults it can inject."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from firmware_bridge.emulator import AntBody, Firmware
+from firmware_bridge.emulator import AntBody, Firmware, open_pty, serve
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.faults import FaultSpec, Impairment, parse_faults
 from firmware_bridge.framing import cobs_encode, crc16
@@ -148,3 +150,17 @@ def test_impairment_drops_corrupts_and_delays_bytes():
     late = Impairment(FaultSpec(delay_s=0.005), rng)
     late.push(b"abc", 1.0)
     assert late.pop(1.004) == b"" and late.pop(1.005) == b"abc"
+
+
+def test_frames_waiting_in_the_port_when_the_emulator_stops_are_still_handled(mcu):
+    """The host's last commands can sit unread in the port when a stop lands while the emulator runs
+    behind the wall clock: they are applied and counted, not lost with the port."""
+    master, slave, _ = open_pty()
+    try:
+        frames = [Hello(), *(Command(0, (0.1 * k,) * 8) for k in range(5))]
+        os.write(slave, b"\x00" + b"".join(encode(m, seq) for seq, m in enumerate(frames)))
+        serve(master, mcu, parse_faults(""), should_stop=lambda: True)  # stops before its first read
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert mcu.counters.commands == 5 and mcu.last_command_seq == 5
