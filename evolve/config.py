@@ -41,6 +41,9 @@ class Config:
     network_backend: str = "auto"
     parameter_init_std: float = 1.0  # the search starts from N(0, std^2) parameters
     init_from: str | None = None  # or from a genome file's parameters (warm start, e.g. a second stage)
+    # none: every parameter searched; mirror: each synapse tied to its left-right reflection
+    # (evolve/symmetry.py)
+    symmetry: str = "none"
     # evolution strategy (defaults are the ES's own)
     generations: int = 300
     population: int = ESParams.population
@@ -117,6 +120,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "init": _one_of(*INITS, "coevolve"),
     "network_backend": _one_of("auto", "numpy", "numba"),
     "parameter_init_std": _at_least(0),
+    "symmetry": _one_of("none", "mirror"),
     "generations": _at_least(1),
     "population": ((lambda v: v >= 2 and v % 2 == 0), "an even number >= 2 (mirrored pairs)"),
     "sigma": ((lambda v: v > 0), "> 0"),

@@ -19,6 +19,7 @@ from controller.loop import EarlyStop, run_lifetime
 from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
 from evolve.openai_es import Population, centred_ranks
+from evolve.symmetry import search_space
 from sim.damage import SpecError
 from sim.randomise import load_randomisation
 
@@ -172,6 +173,7 @@ class Evaluator:
         self.config = config
         self._envs = make_bodies(config)
         self.spec = network_spec(config, *task_sizes(self._envs))
+        self.space = search_space(config, self.spec, self._envs[()].unwrapped)
         self._early_stop = EarlyStop.of(self._envs[()]) if config.early_stop else None
 
     def run(self, population: Population, jobs: list[Job], ticks: int | None = None) -> list[Result]:
@@ -180,7 +182,7 @@ class Evaluator:
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:
         c = self.config
         cpu_start = time.process_time()
-        vector = population.mean if job.member is None else population.member(job.member)
+        vector = self.space.expand(population.mean if job.member is None else population.member(job.member))
         network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
         scores = np.empty((len(job.morphologies), len(job.seeds)))
         walked = np.empty_like(scores)

@@ -40,6 +40,7 @@ from evolve.fitness import (
     task_sizes,
 )
 from evolve.openai_es import ESParams, ESState, OpenAIES, Population
+from evolve.symmetry import SearchSpace, search_space
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
 
@@ -149,11 +150,12 @@ def _truncate_log(path: Path, generation: int) -> None:
     atomic_write(path, "".join(line + "\n" for line in lines).encode())
 
 
-def initial_mean(config: Config, spec: NetworkSpec) -> np.ndarray:
-    """Where the search starts: random N(0, std^2) parameters, or a genome's (``init_from``)."""
+def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.ndarray:
+    """Where the search starts: random N(0, std^2) parameters, or a genome's (``init_from``, tied by
+    ``space`` where the run ties its parameters)."""
     if config.init_from is None:
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
-        return rng.normal(0.0, config.parameter_init_std, Genome.parameter_count(config.genome_kind, spec))
+        return rng.normal(0.0, config.parameter_init_std, space.size)
     genome = load_genome(config.init_from, task=config.task)
     if genome.kind != config.genome_kind or genome.spec != spec:
         raise ConfigError(
@@ -161,7 +163,7 @@ def initial_mean(config: Config, spec: NetworkSpec) -> np.ndarray:
             f"{list(genome.spec.layer_sizes)} and rule {genome.spec.rule}; this run needs a "
             f"{config.genome_kind} genome with layers {list(spec.layer_sizes)} and rule {spec.rule}"
         )
-    return genome.to_vector()
+    return space.reduce(genome.to_vector())
 
 
 def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
@@ -170,6 +172,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     checkpoint, log_path = out / "checkpoint.npz", out / "log.jsonl"
     bodies = make_bodies(config)  # fails fast on a damage the robot cannot have
     spec = network_spec(config, *task_sizes(bodies))
+    space = search_space(config, spec, bodies[()].unwrapped)
     for env in bodies.values():
         env.close()
     es = OpenAIES(es_params(config), config.seed)
@@ -178,7 +181,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         _truncate_log(log_path, state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
-        state = es.init(initial_mean(config, spec))
+        state = es.init(initial_mean(config, spec, space))
         best = {"score": None, "generation": None}
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
@@ -191,7 +194,13 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
 
     def save(s: ESState, name: str, **extra: Any) -> Path:
         genome = Genome.from_vector(
-            config.genome_kind, spec, config.task, s.mean, generation=s.generation, **provenance, **extra
+            config.genome_kind,
+            spec,
+            config.task,
+            space.expand(s.mean),
+            generation=s.generation,
+            **provenance,
+            **extra,
         )
         return save_genome(genome, out / name)
 

@@ -26,13 +26,23 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.mujoco_quadruped import MujocoQuadruped, leg_geom
-from sim.quadruped import JOINTS, LEGS
+from sim.quadruped import JOINTS, LEGS, MIRROR_LEGS, Mirror
 
 __all__ = ["INIT_QPOS", "JOINTS", "AntEnv", "build_spec", "leg_geom"]  # leg_geom: for tests and the emulator
 
 GEAR = 150.0
 INIT_QPOS = (0.0, 0.0, 0.75, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0)
 VELOCITY_SCALE = 0.1
+
+
+def _mirror() -> Mirror:
+    """The Ant reflected: legs 1 <-> 4 and 2 <-> 3; a hip (axis z) turns the other way, an ankle bends
+    the same way; y, the quaternion's x and z, and the angular velocity's x and z change sign."""
+    joints = [JOINTS.index(f"{part}_{MIRROR_LEGS[leg]}") for leg in LEGS for part in ("hip", "ankle")]
+    joint_signs = [-1.0, 1.0] * len(LEGS)
+    source = [0, 1, 2, 3, 4, *(5 + j for j in joints), 13, 14, 15, 16, 17, 18, *(19 + j for j in joints)]
+    sign = [1.0, 1.0, -1.0, 1.0, -1.0, *joint_signs, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0, *joint_signs]
+    return Mirror(tuple(source), tuple(sign), tuple(joints), tuple(joint_signs))
 
 
 def _gymnasium_ant_xml() -> str:
@@ -62,6 +72,8 @@ def build_spec() -> mujoco.MjSpec:
 
 class AntEnv(MujocoQuadruped):
     """The Ant with a damage-able body. Damage is undone by :meth:`reset`."""
+
+    mirror = _mirror()
 
     def __init__(
         self,

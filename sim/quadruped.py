@@ -22,10 +22,25 @@ leg   position     joints
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium
 
 LEGS = {1: "front-left", 2: "back-left", 3: "back-right", 4: "front-right"}
 JOINTS = tuple(f"{part}_{leg}" for leg in LEGS for part in ("hip", "ankle"))
+MIRROR_LEGS = {1: 4, 2: 3, 3: 2, 4: 1}  # reflected in the body's x-z plane (y -> -y)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A robot's left-right reflection (y -> -y) on its observation and action vectors: entry ``i`` of
+    the reflected vector is ``sign[i] * vector[source[i]]``. It is what lets a search tie the rules of
+    mirror-image synapses (evolve's ``symmetry: mirror``), so a network has no side to favour."""
+
+    observation_source: tuple[int, ...]
+    observation_sign: tuple[float, ...]
+    action_source: tuple[int, ...]
+    action_sign: tuple[float, ...]
 
 
 class Quadruped(gymnasium.Env):

@@ -168,6 +168,11 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
         (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),
         (["--set", "randomise={gravity: [0, 1]}"], "config key 'randomise': "),
         (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be >= 0"),
+        (
+            ["--set", "symmetry=mirror", "--set", "task=ant-bullet"],
+            "config key 'symmetry': task 'ant-bullet' has no mirror map; set symmetry: none",
+        ),
+        (["--set", "symmetry=mirror", "--set", "hidden=[5]"], "hidden neurons: sizes must be even, got 5"),
         *[
             (
                 ["--set", "task=ant-bullet", "--set", f"{key}=0.1"],

@@ -1,0 +1,120 @@
+"""Mirror-tied rules (``symmetry: mirror``): the Ant's reflection map is its physics' own, and a network
+whose rules are tied by it answers a reflected world with reflected actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+import sim
+from controller.genome import Genome, load_genome
+from controller.network import NetworkSpec
+from evolve.cli import main
+from evolve.config import make_config
+from evolve.fitness import network_spec
+from evolve.symmetry import SearchSpace, search_space
+from sim.quadruped import Mirror
+
+SMOKE = str(Path(__file__).resolve().parents[1] / "launch" / "ant_smoke.yaml")
+
+
+def reflect(vector: np.ndarray, source: tuple[int, ...], sign: tuple[float, ...]) -> np.ndarray:
+    return np.asarray(sign) * np.asarray(vector)[list(source)]
+
+
+def test_the_ants_mirror_map_reflects_its_observations_and_dynamics():
+    """Two Ants, one in the reflection of the other's state, driven by reflected actions, stay each
+    other's reflection tick after tick: the map's leg swap and signs are the model's symmetry."""
+    left, right = sim.make("ant"), sim.make("ant")
+    left.reset(seed=3)
+    right.reset(seed=4)
+    a, b = left.unwrapped, right.unwrapped
+    mirror = a.mirror
+    joints, signs = np.array(mirror.action_source), np.array(mirror.action_sign)
+    qpos, qvel = a._qpos_adr, a._qvel_adr  # the joints' entries, in the action's order
+    b.data.qpos[:2] = a.data.qpos[:2] * [1, -1]
+    b.data.qpos[2] = a.data.qpos[2]
+    b.data.qpos[3:7] = a.data.qpos[3:7] * [1, -1, 1, -1]
+    b.data.qpos[qpos] = signs * a.data.qpos[qpos[joints]]
+    b.data.qvel[:6] = a.data.qvel[:6] * [1, -1, 1, -1, 1, -1]
+    b.data.qvel[qvel] = signs * a.data.qvel[qvel[joints]]
+    mujoco.mj_forward(b.model, b.data)
+    reflected = reflect(a._obs(), mirror.observation_source, mirror.observation_sign)
+    np.testing.assert_allclose(b._obs(), reflected)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        action = rng.uniform(-1, 1, 8)
+        obs_a, *_ = left.step(action)
+        obs_b, *_ = right.step(reflect(action, mirror.action_source, mirror.action_sign))
+        mirrored = reflect(obs_a, mirror.observation_source, mirror.observation_sign)
+        np.testing.assert_allclose(obs_b, mirrored, atol=1e-6)
+    assert abs(obs_a[0] - 0.75) > 0.01 or np.abs(obs_a[5:13]).max() > 0.1  # the bodies moved
+
+
+def _ant_space(kind: str = "hebbian") -> tuple[SearchSpace, NetworkSpec, Mirror]:
+    config = make_config({"genome_kind": kind, "symmetry": "mirror"})
+    env = sim.make("ant")
+    spec = network_spec(config, env.observation_space, env.action_space)
+    return search_space(config, spec, env.unwrapped), spec, env.unwrapped.mirror
+
+
+def _reflected_weights(weights: list[np.ndarray], spec: NetworkSpec, mirror: Mirror) -> list[np.ndarray]:
+    """w'[reflection of i, reflection of j] = s_i s_j w[i, j], hidden neuron k reflected to k + n/2."""
+    neurons = [(np.array(mirror.observation_source), np.array(mirror.observation_sign))]
+    neurons += [((np.arange(n) + n // 2) % n, np.ones(n)) for n in spec.layer_sizes[1:-1]]
+    neurons += [(np.array(mirror.action_source), np.array(mirror.action_sign))]
+    reflected = []
+    for w, (src_in, s_in), (src_out, s_out) in zip(weights, neurons, neurons[1:], strict=False):
+        r = np.empty_like(w)
+        r[np.ix_(src_in, src_out)] = s_in[:, None] * s_out[None, :] * w
+        reflected.append(r)
+    return reflected
+
+
+def test_a_mirror_tied_genome_answers_reflected_observations_with_reflected_actions():
+    """Tied rules from a random search vector, the reflected initial weights, a reflected observation
+    stream: every tick's actions (after plastic updates) are the reflection of the other network's, so
+    the signs of B, C and D and the hidden pairing are right."""
+    space, spec, mirror = _ant_space()
+    assert space.size * 2 == Genome.parameter_count("hebbian", spec)  # no synapse is its own reflection
+    vector = np.random.default_rng(1).normal(0, 0.3, space.size)
+    genome = Genome.from_vector("hebbian", spec, "ant", space.expand(vector))
+    a, b = genome.build("numpy"), genome.build("numpy")
+    a.reset(np.random.default_rng(2))
+    b.reset(np.random.default_rng(3))
+    b.set_weights(_reflected_weights([w.copy() for w in a.weights], spec, mirror))
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        obs = rng.normal(0, 0.5, 27)
+        action = a.tick(obs)
+        a.update()
+        mirrored = b.tick(reflect(obs, mirror.observation_source, mirror.observation_sign))
+        b.update()
+        np.testing.assert_allclose(
+            mirrored, reflect(action, mirror.action_source, mirror.action_sign), atol=1e-5
+        )
+    assert np.abs(action).max() > 0.1
+
+
+def test_tying_keeps_a_tied_vector_and_averages_an_untied_genome_into_the_space():
+    space, spec, _ = _ant_space("static")
+    tied = space.expand(np.random.default_rng(0).normal(size=space.size))
+    np.testing.assert_allclose(space.expand(space.reduce(tied)), tied, rtol=1e-6)
+    untied = np.random.default_rng(1).normal(size=tied.size).astype(np.float32)
+    projected = space.expand(space.reduce(untied))
+    assert np.dot(untied - projected, projected) == pytest.approx(0.0, abs=1e-2)  # least squares
+
+
+def test_a_mirror_run_searches_half_the_parameters_and_writes_a_full_tied_genome(tmp_path):
+    run = tmp_path / "run"
+    args = ["--config", SMOKE, "--out", str(run), "--workers", "1", "--set", "generations=1"]
+    assert main([*args, "--set", "symmetry=mirror"]) == 0
+    space, spec, _ = _ant_space()
+    with np.load(run / "checkpoint.npz", allow_pickle=False) as checkpoint:
+        assert checkpoint["mean"].size == space.size
+    full = load_genome(run / "final.npz").to_vector()
+    assert full.size == Genome.parameter_count("hebbian", spec)
+    np.testing.assert_allclose(space.expand(space.reduce(full)), full, rtol=1e-6)
