@@ -118,3 +118,15 @@ def test_a_mirror_run_searches_half_the_parameters_and_writes_a_full_tied_genome
     full = load_genome(run / "final.npz").to_vector()
     assert full.size == Genome.parameter_count("hebbian", spec)
     np.testing.assert_allclose(space.expand(space.reduce(full)), full, rtol=1e-6)
+
+
+def test_a_synapse_that_is_its_own_reflection_keeps_only_the_terms_the_reflection_leaves_alone():
+    """A one-layer network whose inputs and output are their own reflections, the output and input 1
+    flipped (yaw-like values): each coefficient that the reflection negates must be zero, the rest are free
+    (0 -> 0: B and D pinned; 1 -> 0: B and C pinned)."""
+    spec = NetworkSpec((2, 1), ("tanh",), rule="ABCD_lr")
+    space = SearchSpace.mirrored("hebbian", spec, Mirror((0, 1), (1.0, -1.0), (0,), (-1.0,)))
+    coefficients = space.expand(np.arange(1, space.size + 1)).reshape(2, 1, 5)  # A, B, C, eta, D
+    assert list(coefficients[0, 0] != 0) == [True, False, True, True, False]
+    assert list(coefficients[1, 0] != 0) == [True, False, False, True, True]
+    assert space.size == 6
