@@ -348,6 +348,13 @@ class ServeStats:
     tx_overflow_bytes: int = 0  # written while nobody read the port (UART overrun)
 
 
+def _read_waiting(master: int, inbound: Impairment, now: float) -> None:
+    """Everything waiting in the port, into the host-to-robot impairment."""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(master, 65536):
+            inbound.push(chunk, now)
+
+
 def serve(
     master: int,
     firmware: Firmware,
@@ -376,8 +383,7 @@ def serve(
             continue
         now = time.monotonic()
         if ready:
-            with contextlib.suppress(BlockingIOError):
-                inbound.push(os.read(master, 65536), now)
+            _read_waiting(master, inbound, now)
         for frame in firmware.receive(inbound.pop(now), now - start):
             outbound.push(frame, now)
         if now >= next_step:
@@ -401,9 +407,7 @@ def serve(
     # A stop can land while the host's last frames wait unread in the port (the loop was behind the
     # wall clock): handle what has arrived, so the counters account for every byte the host sent.
     now = time.monotonic()
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(master, 65536):
-            inbound.push(chunk, now)
+    _read_waiting(master, inbound, now)
     firmware.receive(inbound.pop(now), now - start)
     stats.seconds = now - start
     return stats, inbound, outbound
