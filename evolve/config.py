@@ -87,6 +87,9 @@ class Config:
     validation_lifetimes: int = 3
     validation_ticks: int = 1000
     validate_every: int = 10
+    # keep the mean genome of every Nth generation as generationN.npz (0 = only latest/best/final): the
+    # held-out scores of a long run peak and fall, and a genome not kept cannot be picked afterwards
+    snapshot_every: int = 0
     # domain randomisation of every training and validation lifetime (sim/randomise.py): a YAML file
     # (launch/randomisation/) or an inline mapping; validation seeds never repeat a training draw
     randomise: str | dict[str, Any] | None = None
@@ -143,6 +146,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "validation_lifetimes": _at_least(1),
     "validation_ticks": _at_least(1),
     "validate_every": _at_least(1),
+    "snapshot_every": _at_least(0),
     "backend": _one_of("local", "ray"),
     "workers": _at_least(0),
 }

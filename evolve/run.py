@@ -2,9 +2,9 @@
 
 A run directory holds ``config.yaml``, ``log.jsonl`` (one line per generation), ``checkpoint.npz``
 (the full ES state after the last finished generation, written atomically) and the genomes
-``latest.npz``, ``best.npz`` and, at the end, ``final.npz``. Every random draw is keyed by (seed,
-generation, pair, ...), so the ES state is all a resumed run needs to end with exactly the genome an
-uninterrupted run of the same seed would.
+``latest.npz``, ``best.npz``, every ``snapshot_every`` generations ``generationN.npz`` and, at the end,
+``final.npz``. Every random draw is keyed by (seed, generation, pair, ...), so the ES state is all a
+resumed run needs to end with exactly the genome an uninterrupted run of the same seed would.
 """
 
 from __future__ import annotations
@@ -230,7 +230,11 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             with interrupts_deferred():
                 if best["generation"] == state.generation:
                     save(state, "best.npz", fitness=best["score"], fitness_kind="mean genome, train bodies")
-                save(state, "latest.npz", fitness=record["mean"], fitness_kind="population mean")
+                names = ["latest.npz"]
+                if config.snapshot_every and state.generation % config.snapshot_every == 0:
+                    names.append(f"generation{state.generation}.npz")
+                for name in names:
+                    save(state, name, fitness=record["mean"], fitness_kind="population mean")
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
                 save_checkpoint(checkpoint, state, best)

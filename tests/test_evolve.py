@@ -102,6 +102,16 @@ def test_three_generation_ant_run_writes_a_loadable_genome_log_and_plot(tmp_path
     assert (run / "curve.png").stat().st_size > 10_000
 
 
+def test_snapshot_every_keeps_the_mean_genome_of_every_nth_generation(tmp_path):
+    run = tmp_path / "run"
+    args = ["--config", SMOKE, "--out", str(run), "--workers", "1", "--set", "snapshot_every=2"]
+    assert main([*args, "--set", "generations=4"]) == 0
+    assert sorted(p.name for p in run.glob("generation*.npz")) == ["generation2.npz", "generation4.npz"]
+    assert load_genome(run / "generation2.npz").provenance["generation"] == 2
+    np.testing.assert_array_equal(genome_vector(run / "generation4.npz"), genome_vector(run / "latest.npz"))
+    assert not np.array_equal(genome_vector(run / "generation2.npz"), genome_vector(run / "latest.npz"))
+
+
 def test_static_baseline_is_one_config_key(tmp_path):
     run = tmp_path / "static"
     args = ["--config", SMOKE, "--out", str(run), "--workers", "1", "--set", "genome_kind=static"]
