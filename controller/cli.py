@@ -269,7 +269,8 @@ def evaluate(args: argparse.Namespace) -> int:
     kind = lives[0].fitness_kind
     scores = np.array([life.fitness for life in lives])
     damaged = any(life.damage_onset for life in lives)
-    median, recovered = median_recovery([life.recovery_ticks() for life in lives])
+    recovery = [life.recovery_ticks() for life in lives]
+    median, recovered = median_recovery(recovery)
     result = {
         "genome": args.genome,
         "task": args.sim,
@@ -284,6 +285,9 @@ def evaluate(args: argparse.Namespace) -> int:
         "walked_forward": int((scores >= args.forward).sum()) if kind == "distance" else None,
         "recovered": recovered if damaged else None,
         "recovery_ticks_median": median if damaged else None,  # None: never (or no damage onset)
+        # per lifetime, in seed order: a median over 20 hides how the rest are spread
+        kind: scores.tolist(),
+        "recovery_ticks": recovery if damaged else None,
     }
     print(
         f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "

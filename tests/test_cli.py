@@ -32,6 +32,19 @@ def test_midrun_damage_reports_onset_speeds_and_recovery(tmp_path, capsys):
     assert (tmp_path / "run.png").stat().st_size > 10_000
 
 
+def test_evaluate_reports_each_lifetimes_recovery_after_a_midrun_cut(tmp_path):
+    out_json = tmp_path / "r.json"
+    args = ["evaluate", "ant", "--sim", "ant", "--damage", "cut-leg:2@1", "--lifetimes", "3"]
+    assert main([*args, "--steps", "200", "--json", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    ticks = result["recovery_ticks"]
+    assert len(ticks) == 3 and result["recovered"] == sum(t is not None for t in ticks)
+    # a full 1-s window after the onset (tick 20) at the earliest, and 5 s of hold left before tick 200
+    assert all(t is None or 19 <= t <= 200 - 20 - 100 for t in ticks)
+    if result["recovered"] == 3:
+        assert result["recovery_ticks_median"] == sorted(ticks)[1]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -67,5 +80,8 @@ def test_evaluate_prints_mean_and_spread(capsys, tmp_path):
     assert "over 2 lifetimes" in out and "walked forward: " in out
     result = json.loads(out_json.read_text())
     assert result["lifetimes"] == 2 and result["walked_forward"] in (0, 1, 2)
+    distances = result["distance"]
+    assert len(distances) == 2 and sum(distances) / 2 == pytest.approx(result["distance_mean"])
+    assert result["recovery_ticks"] is None  # no damage onset
     assert main([*args, "--forward", "-100"]) == 0  # every lifetime ends more than -100 m ahead
     assert json.loads(out_json.read_text())["walked_forward"] == 2
