@@ -72,6 +72,14 @@ def test_console_script_has_no_traceback():
     assert "Traceback" not in result.stderr and "unknown leg 5" in result.stderr
 
 
+def test_a_closed_stdout_pipe_stops_it_quietly():
+    command = [sys.executable, "-m", "controller.cli", "evaluate", "ant", "--sim", "ant", "--lifetimes", "1"]
+    process = subprocess.Popen([*command, "--steps", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head -0` does, long before the first line is printed
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 1 and stderr == ""
+
+
 def test_evaluate_prints_mean_and_spread(capsys, tmp_path):
     out_json = tmp_path / "r.json"
     args = ["evaluate", "ant", "--sim", "ant", "--lifetimes", "2", "--steps", "20", "--json", str(out_json)]
