@@ -68,7 +68,7 @@ TASKS = {
             Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
             *[Row(f"leg {n} cut at tick {CUT_TICK}", midrun_leg=n) for n in (2, 1, 4)],
         ),
-        ("launch/ant_mirror.yaml",),
+        ("launch/ant_mirror.yaml", "launch/ant_mirror2.yaml"),
         "ant",
         "ant-static",
         "results_table.md",
