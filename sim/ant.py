@@ -98,12 +98,23 @@ class AntEnv(MujocoQuadruped):
         qpos, qvel = self.data.qpos, self.data.qvel
         return np.concatenate(
             [
-                qpos[2:7],
+                qpos[2:3],
+                self._orientation(),
                 qpos[self._qpos_adr],
                 VELOCITY_SCALE * qvel[0:6],
                 VELOCITY_SCALE * qvel[self._qvel_adr],
             ]
         )
+
+    def _orientation(self) -> np.ndarray:
+        """The torso's quaternion relative to gravity, as an IMU reads it: on a slope
+        (:meth:`tilt_ground`) the model's frame is the ground's, pitched by the tilt."""
+        if not self.tilt:
+            return self.data.qpos[3:7]
+        level = np.array([np.cos(-self.tilt / 2), 0.0, np.sin(-self.tilt / 2), 0.0])
+        out = np.empty(4)
+        mujoco.mju_mulQuat(out, level, self.data.qpos[3:7])
+        return out
 
     def _initial_state(self) -> None:
         noise = self.reset_noise_scale

@@ -1,37 +1,40 @@
-"""Damage injection: small gymnasium wrappers that compose, each starting at reset or mid-run.
+"""Damage and faults: small gymnasium wrappers that compose, each starting at reset or mid-run.
 
-One spec syntax serves the command line and the YAML configs::
+One spec syntax serves the command line, the YAML configs and the fault suites (``KINDS`` below is
+the one table of kinds)::
 
     cut-leg:N               the lower segment of leg N is gone
     shorten-leg:N:FRACTION  the lower segment of leg N keeps FRACTION of its length
     lock:JOINT              JOINT seizes at its current angle
     weaken:JOINT:FRACTION   JOINT's motor gives FRACTION of its torque (0 = dead)
+    slow:JOINT:RAD_PER_S    JOINT moves no faster than about RAD_PER_S (a slow, worn or starved motor)
     obs-noise:STD           Gaussian noise of standard deviation STD on every observation value
     dropout:I[,I...]        observation channels I read 0 (a dead sensor)
+    bias:I:VALUE            observation channel I reads VALUE too high (a miscalibrated sensor)
     latency:K               every action reaches the motors K ticks late
+    friction:SCALE          the floor's and feet's sliding friction times SCALE
+    payload:FRACTION        a load of FRACTION of the robot's mass strapped to the torso
+    slope:DEGREES           the ground rises DEGREES along +x (negative: falls); gravity tilts
 
 Any spec may end in ``@SECONDS``: the damage starts that many seconds after reset (rounded to a
-tick), e.g. ``cut-leg:2@15``. Body damage (cut, shorten, lock, weaken) is done by the simulated
-robot itself (its ``cut_leg``/``shorten_leg``/``lock_joint``/``weaken_joint`` methods), so every
-robot that offers those methods speaks the same damage vocabulary.
+tick), e.g. ``cut-leg:2@15``. Body damage is done by the simulated robot itself (its ``cut_leg``,
+``shorten_leg``, ``lock_joint``, ``weaken_joint``, ``slow_joint``, ``scale_friction``,
+``add_payload``, ``tilt_ground`` methods), so every robot that offers those methods speaks the same
+damage vocabulary. Arguments are parsed and range-checked once, when the spec is parsed.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
 import numpy as np
 
-BODY_KINDS = ("cut-leg", "shorten-leg", "lock", "weaken")
-SENSOR_KINDS = ("obs-noise", "dropout", "latency")
-SYNTAX = (
-    "cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, obs-noise:STD, "
-    "dropout:I[,I...], latency:K, optionally followed by @SECONDS"
-)
+MAX_LATENCY = 100  # ticks: a fault, not a dead link (and a bounded queue)
+MAX_SLOPE = 30.0  # degrees: steeper than any walker here climbs
 
 
 class SpecError(ValueError):
@@ -40,14 +43,18 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class DamageSpec:
+    """A parsed spec: its kind, typed arguments and onset (seconds after reset)."""
+
     kind: str
-    args: tuple[str, ...]
-    onset: float = 0.0  # seconds after reset
+    args: tuple[Any, ...]
+    onset: float = 0.0
+    source: str = ""  # the text as written, for messages and ``info["damage"]``
 
     @property
     def text(self) -> str:
-        at = f"@{self.onset:g}" if self.onset else ""
-        return ":".join((self.kind, *self.args)) + at
+        return self.source or ":".join((self.kind, *map(str, self.args))) + (
+            f"@{self.onset:g}" if self.onset else ""
+        )
 
 
 def _number(text: str, spec: str, what: str, kind: type = float) -> Any:
@@ -60,63 +67,76 @@ def _number(text: str, spec: str, what: str, kind: type = float) -> Any:
     return value
 
 
-ARITY = {
-    "cut-leg": 1,
-    "shorten-leg": 2,
-    "lock": 1,
-    "weaken": 2,
-    "obs-noise": 1,
-    "dropout": 1,
-    "latency": 1,
-}
+def _in(low: float, high: float, what: str, kind: type = float) -> Callable[[str, str], Any]:
+    """A parser for one number in [low, high]."""
+
+    def read(text: str, spec: str) -> Any:
+        value = _number(text, spec, what, kind)
+        if not low <= value <= high:
+            raise SpecError(f"damage {spec!r}: {what} must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    return read
+
+
+def _name(text: str, spec: str) -> str:
+    return text
+
+
+def _channels(text: str, spec: str) -> tuple[int, ...]:
+    return tuple(_number(i, spec, "a channel index", int) for i in text.split(","))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of damage: its syntax, a parser per argument, and the wrapper that applies it."""
+
+    syntax: str
+    parsers: tuple[Callable[[str, str], Any], ...]
+    wrapper: type[Damage]
 
 
 def parse(spec: str) -> DamageSpec:
     """Parse one spec string; :class:`SpecError` names what is wrong and the valid syntax."""
+    if not isinstance(spec, str):
+        raise SpecError(f"a damage spec must be a string like 'cut-leg:2', got {spec!r}")
     text = spec.strip()
     onset = 0.0
     if "@" in text:
         text, at = text.rsplit("@", 1)
         onset = _number(at, spec, "the onset (seconds)")
-        if onset < 0:
-            raise SpecError(f"damage {spec!r}: the onset must be >= 0 seconds")
-    kind, *args = text.split(":")
-    if kind not in ARITY:
-        raise SpecError(f"unknown damage {kind!r} in {spec!r}; use one of {SYNTAX}")
-    if len(args) != ARITY[kind] or not all(args):
-        raise SpecError(f"damage {spec!r} needs {ARITY[kind]} argument(s); use one of {SYNTAX}")
-    if kind in ("shorten-leg", "weaken"):
-        fraction = _number(args[1], spec, "the fraction")
-        if not 0.0 <= fraction <= 1.0:
-            raise SpecError(f"damage {spec!r}: the fraction must be between 0 and 1, got {fraction:g}")
-    if kind == "obs-noise" and _number(args[0], spec, "the noise std") < 0:
-        raise SpecError(f"damage {spec!r}: the noise std must be >= 0")
-    if kind == "latency" and _number(args[0], spec, "the latency (ticks)", int) < 0:
-        raise SpecError(f"damage {spec!r}: the latency must be >= 0 ticks")
-    if kind == "dropout":
-        for index in args[0].split(","):
-            _number(index, spec, "a channel index", int)
-    return DamageSpec(kind, tuple(args), onset)
+        if not 0 <= onset <= 1e6:
+            raise SpecError(f"damage {spec!r}: the onset must be between 0 and 1e6 seconds")
+    name, *words = text.split(":")
+    kind = KINDS.get(name)
+    if kind is None:
+        raise SpecError(f"unknown damage {name!r} in {spec!r}; use one of {SYNTAX}")
+    if len(words) != len(kind.parsers) or not all(words):
+        raise SpecError(f"damage {spec!r} needs {len(kind.parsers)} argument(s): {kind.syntax}")
+    args = tuple(read(word, spec) for read, word in zip(kind.parsers, words, strict=True))
+    return DamageSpec(name, args, onset, spec.strip())
 
 
 def _check_fits(damage: DamageSpec, robot: Any, obs_size: int) -> None:
-    """Reject a damage the robot cannot have (leg 5, an unknown joint, channel 99)."""
+    """Reject a damage the robot cannot have (leg 5, an unknown joint, channel 99, a kind it lacks)."""
     kind, args = damage.kind, damage.args
-    if kind in ("cut-leg", "shorten-leg"):
-        leg = _number(args[0], damage.text, "the leg", int)
-        if leg not in robot.legs:
-            names = ", ".join(f"{n} {robot.leg_names[n]}" for n in robot.legs)
-            raise SpecError(f"unknown leg {leg} in {damage.text!r}: this robot's legs are {names}")
-    if kind in ("lock", "weaken") and args[0] not in robot.joints:
+    if kind in ("cut-leg", "shorten-leg") and args[0] not in robot.legs:
+        names = ", ".join(f"{n} {robot.leg_names[n]}" for n in robot.legs)
+        raise SpecError(f"unknown leg {args[0]} in {damage.text!r}: this robot's legs are {names}")
+    if kind in ("lock", "weaken", "slow") and args[0] not in robot.joints:
         raise SpecError(
             f"unknown joint {args[0]!r} in {damage.text!r}: this robot's joints are {', '.join(robot.joints)}"
         )
-    if kind == "dropout":
-        bad = [i for i in (int(x) for x in args[0].split(",")) if not 0 <= i < obs_size]
+    if kind in ("dropout", "bias"):
+        channels = args[0] if kind == "dropout" else (args[0],)
+        bad = [i for i in channels if not 0 <= i < obs_size]
         if bad:
             raise SpecError(
                 f"observation channel(s) {bad} in {damage.text!r} do not exist: valid 0..{obs_size - 1}"
             )
+    method = BODY_METHODS.get(kind)
+    if method is not None and not hasattr(robot, method):
+        raise SpecError(f"damage {damage.text!r}: {type(robot).__name__} cannot have it (no {method})")
 
 
 class Damage(gymnasium.Wrapper):
@@ -164,20 +184,24 @@ class Damage(gymnasium.Wrapper):
         return action
 
 
+# kind -> the robot method that makes a body damage happen (called with the spec's arguments)
+BODY_METHODS = {
+    "cut-leg": "cut_leg",
+    "shorten-leg": "shorten_leg",
+    "lock": "lock_joint",
+    "weaken": "weaken_joint",
+    "slow": "slow_joint",
+    "friction": "scale_friction",
+    "payload": "add_payload",
+    "slope": "tilt_ground",
+}
+
+
 class BodyDamage(Damage):
-    """Cut, shorten, lock or weaken: done by the robot's own damage methods."""
+    """A change of the body or its world, done by the robot's own damage method."""
 
     def _activate(self) -> None:
-        robot, args = self.env.unwrapped, self.spec_.args
-        match self.spec_.kind:
-            case "cut-leg":
-                robot.cut_leg(int(args[0]))
-            case "shorten-leg":
-                robot.shorten_leg(int(args[0]), float(args[1]))
-            case "lock":
-                robot.lock_joint(args[0])
-            case "weaken":
-                robot.weaken_joint(args[0], float(args[1]))
+        getattr(self.env.unwrapped, BODY_METHODS[self.spec_.kind])(*self.spec_.args)
 
 
 class ObservationNoise(Damage):
@@ -194,7 +218,7 @@ class ObservationNoise(Damage):
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if not self.active:
             return obs
-        std = float(self.spec_.args[0])
+        std = self.spec_.args[0]
         return (obs + std * self.env.unwrapped.np_random.standard_normal(obs.shape)).astype(obs.dtype)
 
 
@@ -205,7 +229,24 @@ class SensorDropout(Damage):
         if not self.active:
             return obs
         obs = np.array(obs, copy=True)
-        obs[[int(i) for i in self.spec_.args[0].split(",")]] = 0.0
+        obs[list(self.spec_.args[0])] = 0.0
+        return obs
+
+
+class SensorBias(Damage):
+    """One observation channel reads a constant amount too high (a miscalibrated or knocked sensor)."""
+
+    def __init__(self, env: gymnasium.Env, damage: DamageSpec) -> None:
+        super().__init__(env, damage)
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if not self.active:
+            return obs
+        channel, value = self.spec_.args
+        obs = np.array(obs, copy=True)
+        obs[channel] += value
         return obs
 
 
@@ -217,7 +258,7 @@ class ActionLatency(Damage):
 
     def _activate(self) -> None:
         zero = np.zeros(self.action_space.shape, dtype=np.float32)
-        self._queue = deque([zero] * int(self.spec_.args[0]))
+        self._queue = deque([zero] * self.spec_.args[0])
 
     def _act(self, action: np.ndarray) -> np.ndarray:
         if not self.active:
@@ -226,12 +267,24 @@ class ActionLatency(Damage):
         return self._queue.popleft()
 
 
-WRAPPERS: dict[str, type[Damage]] = {
-    **dict.fromkeys(BODY_KINDS, BodyDamage),
-    "obs-noise": ObservationNoise,
-    "dropout": SensorDropout,
-    "latency": ActionLatency,
+LEG = _in(0, 99, "the leg", int)
+FRACTION = _in(0, 1, "the fraction")
+KINDS: dict[str, Kind] = {
+    "cut-leg": Kind("cut-leg:N", (LEG,), BodyDamage),
+    # below 5% MuJoCo cannot build the segment (its two ends coincide)
+    "shorten-leg": Kind("shorten-leg:N:FRACTION", (LEG, _in(0.05, 1, "the fraction")), BodyDamage),
+    "lock": Kind("lock:JOINT", (_name,), BodyDamage),
+    "weaken": Kind("weaken:JOINT:FRACTION", (_name, FRACTION), BodyDamage),
+    "slow": Kind("slow:JOINT:RAD_PER_S", (_name, _in(0.1, 1000, "the speed (rad/s)")), BodyDamage),
+    "obs-noise": Kind("obs-noise:STD", (_in(0, 10, "the noise std"),), ObservationNoise),
+    "dropout": Kind("dropout:I[,I...]", (_channels,), SensorDropout),
+    "bias": Kind("bias:I:VALUE", (_in(0, 9999, "the channel", int), _in(-100, 100, "the bias")), SensorBias),
+    "latency": Kind("latency:K", (_in(0, MAX_LATENCY, "the latency (ticks)", int),), ActionLatency),
+    "friction": Kind("friction:SCALE", (_in(0.01, 100, "the friction scale"),), BodyDamage),
+    "payload": Kind("payload:FRACTION", (_in(0, 10, "the payload (fraction of the mass)"),), BodyDamage),
+    "slope": Kind("slope:DEGREES", (_in(-MAX_SLOPE, MAX_SLOPE, "the slope (degrees)"),), BodyDamage),
 }
+SYNTAX = ", ".join(kind.syntax for kind in KINDS.values()) + ", optionally followed by @SECONDS"
 
 
 def apply_damage(env: gymnasium.Env, specs: Sequence[str | DamageSpec]) -> gymnasium.Env:
@@ -239,5 +292,5 @@ def apply_damage(env: gymnasium.Env, specs: Sequence[str | DamageSpec]) -> gymna
     for spec in specs:
         damage = parse(spec) if isinstance(spec, str) else spec
         _check_fits(damage, env.unwrapped, env.observation_space.shape[0])
-        env = WRAPPERS[damage.kind](env, damage)
+        env = KINDS[damage.kind].wrapper(env, damage)
     return env

@@ -5,11 +5,13 @@ A robot subclass builds its intact spec (with leg N's lower segment geom named
 ``torso``) and adds its own observation, reset and step. This base keeps the compiled model,
 edits the spec and recompiles with the simulation state kept (so a leg can be cut at any tick),
 and restores the intact body on :meth:`restore_body`. The damage methods are the vocabulary
-:mod:`sim.damage` drives: ``cut_leg``, ``shorten_leg``, ``lock_joint``, ``weaken_joint``.
+:mod:`sim.damage` drives: ``cut_leg``, ``shorten_leg``, ``lock_joint``, ``weaken_joint``,
+``slow_joint``, ``scale_friction``, ``add_payload`` and ``tilt_ground``.
 
 Domain randomisation (:mod:`sim.randomise`) changes compiled model fields (masses, friction) with
 :meth:`MujocoQuadruped.tune_model`; a recompile starts again from the spec, so the tuning is
-re-applied after every one, until the next reset.
+re-applied after every one, until the next reset. A friction damage scales whatever friction the
+tuning set, so the two compose.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class MujocoQuadruped(Quadruped):
         self._renderer: mujoco.Renderer | None = None
         self._body_damaged = False
         self.model_tuning: Callable[[mujoco.MjModel], None] | None = None
+        self.friction_scale = 1.0
+        self.tilt = 0.0  # rad: the ground's rise along +x (gravity tilted by as much)
         self._compile(self._intact.copy())
         self.damage: list[str] = []
 
@@ -64,11 +68,15 @@ class MujocoQuadruped(Quadruped):
         self._after_compile()
 
     def _after_compile(self) -> None:
-        """Look the joints up again and re-apply the lifetime's model tuning to the new model."""
+        """Look the joints up again and re-apply the lifetime's model tuning to the new model, then the
+        friction damage on top of the friction the tuning left."""
         self._index()
         if self.model_tuning is not None:
             self.model_tuning(self.model)
             mujoco.mj_setConst(self.model, mujoco.MjData(self.model))  # derived masses, inverse weights
+        self._friction = self.model.geom_friction[:, 0].copy()
+        if self.friction_scale != 1.0:
+            self.model.geom_friction[:, 0] = self._friction * self.friction_scale
 
     def _index(self) -> None:
         """Addresses of the joints in qpos/qvel, looked up by name (they survive recompiles)."""
@@ -91,6 +99,7 @@ class MujocoQuadruped(Quadruped):
         the damage list."""
         if self._body_damaged or self.model_tuning is not None:
             self.model_tuning = None
+            self.friction_scale, self.tilt = 1.0, 0.0
             self._compile(self._intact.copy())
         self.damage = []
         self._body_damaged = False
@@ -99,6 +108,7 @@ class MujocoQuadruped(Quadruped):
         """Apply ``tuning`` (edits of compiled model fields) now and after every recompile until the
         next reset. It must set fields from their compiled values (scale them once), not accumulate."""
         self.model_tuning = tuning
+        self.model.geom_friction[:, 0] = self._friction  # the friction before any friction damage
         self._after_compile()
 
     # --- damage (the vocabulary every simulated robot offers; see sim.damage) ---------------------
@@ -146,6 +156,54 @@ class MujocoQuadruped(Quadruped):
         def edit(spec: mujoco.MjSpec) -> None:
             actuator = spec.actuator(joint)
             actuator.gear = [actuator.gear[0] * fraction, 0, 0, 0, 0, 0]
+
+        self._edit_body(edit)
+
+    def slow_joint(self, joint: str, speed: float) -> None:
+        """The joint moves no faster than about ``speed`` (rad/s) at full drive: viscous damping that
+        eats the motor's whole torque at that speed, as a worn gearbox or a starved motor does."""
+        torque = float(self.model.actuator_gear[self.model.actuator(joint).id][0])
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            spec.joint(joint).damping = spec.joint(joint).damping + torque / speed
+
+        self._edit_body(edit)
+
+    def scale_friction(self, scale: float) -> None:
+        """Every geom's sliding friction (floor and feet) times ``scale``: ice, polished floor, rubber."""
+        self.friction_scale *= scale
+        self._body_damaged = True  # the next reset recompiles the nominal friction
+        self.model.geom_friction[:, 0] = self._friction * self.friction_scale
+
+    def add_payload(self, fraction: float) -> None:
+        """A load of ``fraction`` of the robot's mass strapped to the torso: a small block at its centre
+        that touches nothing, whose mass and inertia MuJoCo adds to the torso's."""
+        load = fraction * self.total_mass()
+        if load <= 0:
+            return
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            spec.body("torso").add_geom(
+                name=f"payload_{len(self.damage)}",
+                type=mujoco.mjtGeom.mjGEOM_SPHERE,
+                size=[0.01, 0, 0],
+                mass=load,
+                contype=0,
+                conaffinity=0,
+                rgba=[0.2, 0.2, 0.8, 1.0],
+            )
+
+        self._edit_body(edit)
+
+    def tilt_ground(self, degrees: float) -> None:
+        """The ground rises ``degrees`` along +x: gravity is tilted by as much, so walking +x climbs
+        and distances stay measured along the ground."""
+        self.tilt += np.radians(degrees)
+        g = float(np.linalg.norm(self.model.opt.gravity))
+        gravity = [-g * np.sin(self.tilt), 0.0, -g * np.cos(self.tilt)]
+
+        def edit(spec: mujoco.MjSpec) -> None:
+            spec.option.gravity = gravity
 
         self._edit_body(edit)
 

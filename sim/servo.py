@@ -14,7 +14,8 @@ amplifier that drives the motor in proportion to the position error. Modelled pe
 
 Gear friction and the rotor's reflected inertia are the joint's ``frictionloss`` and ``armature`` in
 the model (passive, integrated by MuJoCo). ``strength`` and ``speed`` scale each servo's stall torque
-and no-load speed (domain randomisation, a weak battery); ``limp`` switches the drive off (ESTOP).
+and no-load speed (domain randomisation, a weak battery); ``max_speed`` caps a servo's no-load speed
+(rad/s; the ``slow`` fault: a worn gearbox); ``limp`` switches the drive off (ESTOP).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Servos:
         self.n = n
         self.strength = np.ones(n)
         self.speed = np.ones(n)
+        self.max_speed = np.full(n, np.inf)
         self.latency = spec.latency
         self.limp = False
         self.target = np.zeros(n)
@@ -58,6 +60,7 @@ class Servos:
         self.limp = False
         self.strength[:] = 1.0
         self.speed[:] = 1.0
+        self.max_speed[:] = np.inf
         self.latency = self.spec.latency
 
     def command(self, target: np.ndarray, now: float) -> None:
@@ -82,7 +85,8 @@ class Servos:
         np.copyto(error, 0.0, where=idle)
         duty = np.divide(error, spec.proportional_band, out=error)
         np.minimum(np.maximum(duty, -1.0, out=duty), 1.0, out=duty)
-        braking = np.divide(velocity, np.multiply(self.speed, spec.no_load_speed, out=scratch), out=scratch)
+        no_load = np.minimum(np.multiply(self.speed, spec.no_load_speed, out=scratch), self.max_speed, out=scratch)
+        braking = np.divide(velocity, no_load, out=scratch)
         stall = np.multiply(self.strength, spec.stall_torque, out=self._stall)
         np.multiply(stall, np.subtract(duty, braking, out=out), out=out)
         return np.minimum(np.maximum(out, np.negative(stall, out=scratch), out=out), stall, out=out)

@@ -122,11 +122,19 @@ class ServoQuadEnv(MujocoQuadruped):
         spread = round(self.tick_jitter / self.model.opt.timestep)
         return self.frame_skip + int(self.np_random.integers(-spread, spread + 1))
 
+    def slow_joint(self, joint: str, speed: float) -> None:
+        """The joint's servo turns no faster than ``speed`` (rad/s): its no-load speed capped."""
+        self.servos.max_speed[JOINTS.index(joint)] = speed
+
     # --- sensing -----------------------------------------------------------------------------
     def gravity(self) -> np.ndarray:
         """Unit gravity direction in the torso frame (what the IMU's roll and pitch say), from the
         torso's orientation now (``data.xmat`` lags a physics step behind ``qpos`` after a step)."""
         w, x, y, z = self.data.qpos[3:7]
+        if self.tilt:  # on a slope gravity is not the world's -z
+            down = np.empty(3)
+            mujoco.mju_rotVecQuat(down, [-np.sin(self.tilt), 0.0, -np.cos(self.tilt)], [w, -x, -y, -z])
+            return down
         return np.array([2.0 * (w * y - x * z), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
 
     def yaw(self) -> float:
