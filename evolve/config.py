@@ -9,7 +9,7 @@ A file may name a ``base:`` file whose keys it starts from, so each stage of a r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from evolve.openai_es import ESParams
 from sim import TASKS
 from sim.damage import SpecError, parse
 from sim.randomise import load_randomisation
+from sim.suite import load_suite
 
 
 class ConfigError(UserError):
@@ -81,6 +82,9 @@ class Config:
     # ends the lifetime, so falling forward fast can outscore standing on a body the walker cannot walk)
     fall_cost: float = 0.0
     train_damages: tuple[tuple[str, ...], ...] = ((),)  # each entry: the damages of one morphology
+    # or a fault suite (launch/suites/, sim/suite.py) whose train split is the training bodies: the
+    # held-out split then stays out of training by construction
+    train_suite: str | None = None
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
     validation_damages: tuple[tuple[str, ...], ...] = ((),)
@@ -100,6 +104,7 @@ class Config:
 
 
 DAMAGE_KEYS = ("train_damages", "validation_damages")
+BODY_SOURCES = (("train_suite", "train_damages"), ("train_damages", "train_suite"))
 
 
 def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
@@ -171,6 +176,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         ):
             raise ConfigError(f"config key 'hidden' must be a list of positive layer sizes, got {value!r}")
         return tuple(value)
+    if name == "train_suite":
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"config key 'train_suite' must name a fault suite, got {value!r}")
+        return value
     if name == "init_from":
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key 'init_from' must be a genome file path, got {value!r}")
@@ -208,6 +217,8 @@ def make_config(values: dict[str, Any]) -> Config:
             raise ConfigError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(known))}")
         checked[name] = _coerce(name, value, known[name])
     config = Config(**checked)
+    if config.train_suite is not None:
+        config = _with_suite(config, checked.get("train_damages"))
     for name, (valid, expected) in RANGES.items():
         if not valid(getattr(config, name)):
             raise ConfigError(f"config key {name!r} must be {expected}, got {getattr(config, name)!r}")
@@ -221,6 +232,26 @@ def make_config(values: dict[str, Any]) -> Config:
             f"(the number of train_damages entries), got {config.train_damage_sample}"
         )
     return config
+
+
+def _with_suite(config: Config, listed: tuple[tuple[str, ...], ...] | None) -> Config:
+    """The config with its suite's train split as the training bodies (a run's saved config lists them
+    too: they must be the suite's, so a suite edited since cannot silently change a resumed run)."""
+    try:
+        suite = load_suite(config.train_suite)
+    except SpecError as exc:
+        raise ConfigError(f"config key 'train_suite': {exc}") from None
+    if suite.task != config.task:
+        raise ConfigError(
+            f"config key 'train_suite': suite {suite.name!r} is for task {suite.task!r}, the config's is "
+            f"{config.task!r}"
+        )
+    bodies = suite.morphologies("train")
+    if listed is not None and listed != bodies:
+        raise ConfigError(
+            f"config keys 'train_suite' and 'train_damages' disagree (suite {suite.path} changed?); keep one"
+        )
+    return replace(config, train_damages=bodies)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -255,7 +286,11 @@ def _read_values(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         return values
     if not isinstance(base, str):
         raise ConfigError(f"config file {path}: 'base' must name a config file, got {base!r}")
-    return {**_read_values(path.parent / base, (*chain, path.resolve())), **values}
+    inherited = _read_values(path.parent / base, (*chain, path.resolve()))
+    for own, other in BODY_SOURCES:  # a stage that names its training bodies one way drops the other
+        if own in values and other not in values:
+            inherited.pop(other, None)
+    return {**inherited, **values}
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
