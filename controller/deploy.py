@@ -6,7 +6,8 @@ action to a joint command, pass it through the safety layer and send it. The fir
 every resumption after the robot fell back to its safe pose, is reached through a slow ramp.
 
 Stops: ``--duration`` reached (SAFE_POSE sent), Ctrl-C or SIGTERM (ESTOP sent), a safety trip
-(SAFE_POSE sent, exit 1), any other failure (ESTOP sent if the port still works). Imports numpy,
+(SAFE_POSE sent, exit 1), a STATE that contradicts INFO (ESTOP sent, one-line error, exit 2), any
+other failure (ESTOP sent if the port still works). Imports numpy,
 pyserial, PyYAML and the network code only: no simulator on the deploy path.
 """
 
@@ -29,7 +30,7 @@ import numpy as np
 from controller.errors import UserError
 from controller.genome import load_genome
 from controller.network import FeedForward
-from firmware_bridge.errors import BridgeError, ConfigError
+from firmware_bridge.errors import BridgeError, ConfigError, RobotError
 from firmware_bridge.link import Link, clock_us
 from firmware_bridge.opencat import OpenCatLink
 from firmware_bridge.profile import load_profile
@@ -37,6 +38,7 @@ from firmware_bridge.protocol import (
     FAULT_WATCHDOG,
     REASON_HOST_FAULT,
     REASON_OPERATOR,
+    REASON_ROBOT_FAULT,
     REASON_STATE_TIMEOUT,
     Command,
     Estop,
@@ -123,18 +125,22 @@ class Deployment:
             with _sigterm_as_interrupt() as received:
                 try:
                     self._loop(duration)
-                    link.send(SafePose(REASON_OPERATOR), flush=True)
+                    link.send(SafePose(REASON_OPERATOR))
                     result.stop = f"duration reached ({duration:g} s); SAFE_POSE sent"
                 except KeyboardInterrupt:
-                    link.send(Estop(REASON_OPERATOR), flush=True)
+                    link.send(Estop(REASON_OPERATOR))
                     result.stop = f"interrupted ({received['name']}); ESTOP sent"
                     result.exit_code = 128 + received["signum"]
         except SafetyTrip as trip:
-            link.send(SafePose(trip.reason), flush=True)
+            link.send(SafePose(trip.reason))
             result.stop, result.exit_code = f"{trip}; SAFE_POSE sent", 1
+        except RobotError:
+            with contextlib.suppress(BridgeError):
+                link.send(Estop(REASON_ROBOT_FAULT))
+            raise
         except BaseException:
             with contextlib.suppress(BridgeError):
-                link.send(Estop(REASON_HOST_FAULT), flush=True)
+                link.send(Estop(REASON_HOST_FAULT))
             raise
         return result
 
@@ -154,31 +160,33 @@ class Deployment:
             link.poll()
         start = next_tick = time.monotonic()
         end = math.inf if duration is None else start + duration
-        while (now := time.monotonic()) < end:
-            link.poll()
-            age = link.state_age(now)
-            if age > config.link_timeout_s:
-                raise self._no_state(age)
-            if age > config.state_timeout_ms * 1e-3:
-                self._stale()
-            else:
-                self._control(age)
-            result.ticks += 1
-            done = time.monotonic()
-            result.work_s.append(done - now)
-            next_tick += self.period
-            if done > next_tick:
-                result.misses += 1
-                next_tick = done
-            else:
-                time.sleep(next_tick - done)
-        result.seconds = time.monotonic() - start
+        try:
+            while (now := time.monotonic()) < end:
+                link.poll()
+                age = link.state_age(now)
+                if age > config.link_timeout_s:
+                    raise self._no_state(age)
+                if age > config.state_timeout_ms * 1e-3:
+                    self._stale()
+                else:
+                    self._control(age)
+                result.ticks += 1
+                done = time.monotonic()
+                result.work_s.append(done - now)
+                next_tick += self.period
+                if done > next_tick:
+                    result.misses += 1
+                    next_tick = done
+                else:
+                    time.sleep(next_tick - done)
+        finally:  # a trip or an interrupt ends the run too: the summary gives the time it ran
+            result.seconds = time.monotonic() - start
 
     def _stale(self) -> None:
         """Host watchdog: no fresh STATE. Send SAFE_POSE once, then wait for STATE and re-ramp."""
         self.result.stale_ticks += 1
         if not self._waiting:
-            self.link.send(SafePose(REASON_STATE_TIMEOUT), flush=True)
+            self.link.send(SafePose(REASON_STATE_TIMEOUT))
             self.result.stale_events += 1
             self._waiting, self._ramp = True, None
         if self.on_tick:
@@ -191,6 +199,7 @@ class Deployment:
         rose = state.faults & FAULT_WATCHDOG and not (self.state and self.state.faults & FAULT_WATCHDOG)
         if rose:
             self.result.robot_watchdog_trips += 1
+        self._check_counts(state)
         self.state = state
         self.result.faults_seen |= state.faults
         self.safety.check_state(state)
@@ -216,6 +225,18 @@ class Deployment:
             self.result.travel_x = (self.result.travel_x or 0.0) + state.base.velocity[0] * self.period
         if self.on_tick:
             self.on_tick(self, phase, action, command)
+
+    def _check_counts(self, state: State) -> None:
+        """A STATE must carry what INFO announced (INFO was checked against the config)."""
+        robot, n = self.robot, len(state.joint_pos)
+        no_base = robot.needs_base_estimate and state.base is None
+        if n != len(robot.joints) or state.n_feet != robot.feet or no_base:
+            base = "without" if state.base is None else "with"
+            raise RobotError(
+                f"robot on {self.link.name} sent a STATE with {n} joints and {state.n_feet} feet, {base} "
+                f"base estimate, where its INFO announced {len(robot.joints)} joints and {robot.feet} feet; "
+                "ESTOP sent: fix the firmware's STATE"
+            )
 
     def _ramp_ticks(self) -> int:
         return round(self.robot.safety.ramp_s / self.period)

@@ -45,6 +45,7 @@ from firmware_bridge.protocol import (
     FAULT_RX_ERROR,
     FAULT_SAFE_POSE,
     FAULT_WATCHDOG,
+    LEADING_ZERO,
     MAX_ENCODED,
     MODE_NAMES,
     PROTOCOL_VERSION,
@@ -224,7 +225,7 @@ class Firmware:
 
     def _frame(self, message: Message) -> bytes:
         seq, self._seq = self._seq, (self._seq + 1) & 0xFFFF
-        return encode(message, seq)
+        return (b"\x00" if message.TYPE in LEADING_ZERO else b"") + encode(message, seq)
 
     def _error(self, code: int, seq: int, text: str) -> bytes:
         self.counters.errors_sent += 1
@@ -236,6 +237,8 @@ class Firmware:
         replies = []
         frames, overflows = self._deframer.feed(data)
         self.rx_errors += overflows
+        if overflows:  # an over-long run is a bad frame, as in the reference sketch
+            self.sticky |= FAULT_RX_ERROR
         for raw in frames:
             try:
                 seq, message = decode(raw)
@@ -259,7 +262,7 @@ class Firmware:
                 self.log(now, "HELLO: session started, holding the safe pose until the first COMMAND")
             self.session, self.idle, self.estop = True, True, False
             self.command, self.watchdog_tripped = None, False
-            return b"\x00" + self._frame(self.info())  # the host may have just flushed mid-frame
+            return self._frame(self.info())
         if isinstance(message, Heartbeat):
             return self._frame(message)
         if isinstance(message, Estop):

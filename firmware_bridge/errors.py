@@ -20,5 +20,10 @@ class LinkError(BridgeError):
     """The serial link failed: port missing, closed mid-run, or the robot stopped answering."""
 
 
+class RobotError(BridgeError):
+    """The robot sent a valid frame that contradicts its own INFO (a STATE with other counts): the host
+    cannot map it to the genome, so it stops the robot (ESTOP) rather than guess."""
+
+
 class ConfigError(BridgeError):
     """A robot config or calibration file is wrong, or does not match what the robot reports."""

@@ -24,6 +24,7 @@ import serial
 from firmware_bridge.errors import FrameError, LinkError
 from firmware_bridge.framing import Deframer
 from firmware_bridge.protocol import (
+    LEADING_ZERO,
     MAX_ENCODED,
     Error,
     Heartbeat,
@@ -111,12 +112,12 @@ class Link:
         )
 
     # --- sending --------------------------------------------------------------------------
-    def send(self, message: Message, flush: bool = False) -> int:
-        """Encode and write one frame; returns its sequence number. ``flush`` puts a 0x00 first, so
-        the frame arrives whole even after a write cut short by an error (used for ESTOP)."""
+    def send(self, message: Message) -> int:
+        """Encode and write one frame; returns its sequence number. HELLO, ESTOP and SAFE_POSE get a
+        0x00 first (protocol.LEADING_ZERO), so they arrive whole even after a write cut short."""
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
-        frame = (b"\x00" if flush else b"") + encode(message, seq)
+        frame = (b"\x00" if message.TYPE in LEADING_ZERO else b"") + encode(message, seq)
         try:
             self.port.write(frame)
         except (serial.SerialException, OSError) as exc:
@@ -209,7 +210,7 @@ class Link:
         next_hello = start
         while (now := time.monotonic()) < start + timeout:
             if now >= next_hello:
-                self.send(Hello(), flush=True)
+                self.send(Hello())
                 next_hello = now + HELLO_INTERVAL_S
             for item in self.poll():
                 if isinstance(item.message, Info):

@@ -56,6 +56,7 @@ FAULT_NAMES = {
     FAULT_IMU: "imu",
     FAULT_OVERRUN: "overrun",
 }
+KNOWN_FAULTS = sum(FAULT_NAMES)  # any other bit in State.faults makes the frame out of range
 
 # Reasons carried by ESTOP and SAFE_POSE
 REASON_OPERATOR = 0  # Ctrl-C, SIGTERM, a button
@@ -67,7 +68,7 @@ REASON_ROBOT_FAULT = 5  # the robot reported a fault the host cannot drive throu
 REASON_NAMES = ("operator", "host fault", "state timeout", "orientation", "non-finite action", "robot fault")
 
 # Error.code values
-ERROR_VERSION, ERROR_TYPE, ERROR_PAYLOAD, ERROR_NOT_READY, ERROR_ESTOPPED = range(1, 6)
+ERROR_VERSION, ERROR_TYPE, ERROR_PAYLOAD, ERROR_NOT_READY, ERROR_ESTOPPED = ERROR_CODES = range(1, 6)
 
 
 def describe_faults(faults: int) -> str:
@@ -127,6 +128,14 @@ def _count(n: int, limit: int, what: str) -> None:
         raise FrameError("range", f"{n} {what}, at most {limit}")
 
 
+def _known(value: int, valid: range | dict | int, what: str) -> None:
+    """An enum (``valid`` a range or dict of its values) or a bit field (``valid`` the known bits):
+    both codecs refuse any other value where they read or write it, so it never reaches a handler."""
+    ok = not value & ~valid if isinstance(valid, int) else value in valid
+    if not ok:
+        raise FrameError("range", f"unknown {what} {value}")
+
+
 class Message:
     """Base of all messages: ``TYPE`` is the wire type code, ``payload``/``parse`` the layout."""
 
@@ -170,6 +179,7 @@ class Info(Message):
         _count(self.n_feet, MAX_FEET, "feet")
         if not len(self.joint_lower) == len(self.joint_upper) == n:
             raise FrameError("range", "joint_names, joint_lower and joint_upper differ in length")
+        self._check_head(self.protocol_version, self.control_mode, self.capabilities)
         head = struct.pack(
             "<BBBBHHH",
             self.protocol_version,
@@ -186,9 +196,16 @@ class Info(Message):
         )
         return head + _name(self.robot_name, MAX_ROBOT_NAME) + bytes([n]) + joints
 
+    @staticmethod
+    def _check_head(version: int, mode: int, caps: int) -> None:
+        _known(version, range(PROTOCOL_VERSION, PROTOCOL_VERSION + 1), "INFO protocol_version")
+        _known(mode, MODE_NAMES, "control mode")
+        _known(caps, CAP_BASE_ESTIMATE, "capability bits")
+
     @classmethod
     def parse(cls, r: _Reader) -> Info:
         version, mode, caps = r.take("BBB")
+        cls._check_head(version, mode, caps)
         n_feet = r.count(MAX_FEET, "feet")
         max_rate, state_rate, watchdog = r.take("HHH")
         robot = r.name(MAX_ROBOT_NAME)
@@ -259,6 +276,7 @@ class State(Message):
             raise FrameError("range", "joint_pos and joint_vel differ in length")
         if self.contacts >> self.n_feet:
             raise FrameError("range", f"contact bits beyond {self.n_feet} feet")
+        _known(self.faults, KNOWN_FAULTS, "fault bits")
         blocks = 0 if self.base is None else self.BLOCK_BASE
         out = struct.pack(
             f"<IHHHBBBB4f3f{n}f{n}f",
@@ -272,6 +290,7 @@ class State(Message):
     @classmethod
     def parse(cls, r: _Reader) -> State:
         time_us, last_seq, faults, rx_errors = r.take("IHHH")
+        _known(faults, KNOWN_FAULTS, "fault bits")
         n = r.count(MAX_JOINTS, "joints")
         n_feet = r.count(MAX_FEET, "feet")
         contacts, blocks = r.take("BB")
@@ -309,11 +328,14 @@ class _Stop(Message):
     reason: int = REASON_OPERATOR  # REASON_*
 
     def payload(self) -> bytes:
+        _known(self.reason, range(len(REASON_NAMES)), "reason")
         return struct.pack("<B", self.reason)
 
     @classmethod
     def parse(cls, r: _Reader) -> _Stop:
-        return cls(r.u8())
+        reason = r.u8()
+        _known(reason, range(len(REASON_NAMES)), "reason")
+        return cls(reason)
 
 
 @dataclass(frozen=True)
@@ -340,17 +362,24 @@ class Error(Message):
     text: str = ""
 
     def payload(self) -> bytes:
+        _known(self.code, ERROR_CODES, "error code")
         return struct.pack("<BH", self.code, self.seq) + _name(self.text, MAX_ERROR_TEXT, minimum=0)
 
     @classmethod
     def parse(cls, r: _Reader) -> Error:
         code, seq = r.take("BH")
+        _known(code, ERROR_CODES, "error code")
         return cls(code, seq, r.name(MAX_ERROR_TEXT, minimum=0))
 
 
 MESSAGES: dict[int, type[Message]] = {
     cls.TYPE: cls for cls in (Hello, Info, Command, State, Heartbeat, Estop, SafePose, Error)
 }
+
+
+# Frames whose sender puts a 0x00 before them: a receiver that has just opened its port discards
+# everything up to its first 0x00, and these must not be lost (docs/protocol.md, framing).
+LEADING_ZERO = frozenset({Hello.TYPE, Info.TYPE, Estop.TYPE, SafePose.TYPE, Error.TYPE})
 
 
 class Frame(NamedTuple):

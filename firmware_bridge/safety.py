@@ -1,10 +1,10 @@
 """The host's safety layer: what stands between the network's action and the robot's motors.
 
 Every command passes :meth:`Safety.limit` (non-finite -> trip, clamp to the joint limits, at most
-``max_slew / rate`` change per tick); every STATE passes :meth:`Safety.check_state` (roll or pitch
-beyond the limit -> trip, a robot-side emergency stop -> trip). A trip is a :class:`SafetyTrip`:
-the deploy loop answers it with SAFE_POSE and ends the run. :class:`Ramp` brings the joints to the
-first command slowly instead of jumping there.
+``max_slew / rate`` change per tick); every STATE passes :meth:`Safety.check_state` (a robot-side
+emergency stop or IMU fault, a non-finite orientation, roll or pitch beyond the limit -> trip). A
+trip is a :class:`SafetyTrip`: the deploy loop answers it with SAFE_POSE and ends the run.
+:class:`Ramp` brings the joints to the first command slowly instead of jumping there.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from firmware_bridge.protocol import (
     FAULT_ESTOP,
+    FAULT_IMU,
     REASON_NAMES,
     REASON_NON_FINITE,
     REASON_ORIENTATION,
@@ -52,6 +53,11 @@ class Safety:
     def check_state(self, state: State) -> None:
         if state.faults & FAULT_ESTOP:
             raise SafetyTrip(REASON_ROBOT_FAULT, "the robot reports a latched emergency stop")
+        if state.faults & FAULT_IMU:  # its orientation and rates are not measurements: nothing to steer by
+            raise SafetyTrip(REASON_ROBOT_FAULT, "the robot reports its IMU failed (STATE fault 0x40)")
+        if not all(math.isfinite(v) for v in state.quaternion):
+            values = ", ".join(f"{v:g}" for v in state.quaternion)
+            raise SafetyTrip(REASON_ORIENTATION, f"the IMU reading is not finite (quaternion {values})")
         roll, pitch = roll_pitch(state.quaternion)
         for name, angle in (("roll", roll), ("pitch", pitch)):
             if abs(angle) > self.max_tilt:

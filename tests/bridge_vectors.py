@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import struct
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,28 @@ def bad_frames() -> list[tuple[str, bytes, str]]:
         ("state_unknown_block", raw_frame(state_head(0, 0x02), 0x11), "range"),
         ("error_text_not_ascii", raw_frame(struct.pack("<BHB", 1, 0, 2) + b"\xc3\xa9", 0x7F), "range"),
         ("overflow", b"\x01" * (MAX_ENCODED + 1) + b"\x00", "overflow"),
+        # every enum and flag field: a value this version does not define is out of range
+        ("estop_reason_6", raw_frame(b"\x06", 0x30), "range"),
+        ("safe_pose_reason_255", raw_frame(b"\xff", 0x31), "range"),
+        ("info_mode_2", raw_frame(bytes([1, 2, 0]), 0x02), "range"),
+        ("info_protocol_version_2", raw_frame(bytes([2, 0, 0]), 0x02), "range"),
+        ("info_capability_bit_1", raw_frame(bytes([1, 0, 2]), 0x02), "range"),
+        ("state_fault_bit_8", raw_frame(struct.pack("<IHHH", 0, 0, 0x0100, 0), 0x11), "range"),
+        ("error_code_0", raw_frame(struct.pack("<BHB", 0, 0, 0), 0x7F), "range"),
+        ("error_code_6", raw_frame(struct.pack("<BHB", 6, 0, 0), 0x7F), "range"),
+        # the order of the checks: a bad CRC hides the version, a version hides the type, ...
+        ("version_2_bad_crc", crc_swapped(raw_frame(b"", 0x01, version=2)), "crc"),
+        ("crc_sent_big_endian", crc_swapped(raw_frame(b"", 0x01)), "crc"),
+        ("version_2_unknown_type", raw_frame(b"", 0x55, version=2), "version"),
+        ("unknown_type_with_payload", raw_frame(b"\x06" * 830, 0x55), "overflow"),
+        ("estop_reason_6_trailing_byte", raw_frame(b"\x06\x00", 0x30), "range"),
     ]
+
+
+def crc_swapped(wire: bytes) -> bytes:
+    """The frame with its two CRC bytes in the other order (big-endian instead of little-endian)."""
+    raw = cobs_decode(wire[:-1])
+    return cobs_encode(raw[:-2] + raw[-1:] + raw[-2:-1]) + b"\x00"
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -203,6 +225,67 @@ def fuzz_frames(count: int, seed: int = 0) -> list[bytes]:
         lambda: _raw_payload_frame(rng),
     )
     return [makers[k % 3]() for k in range(count)]
+
+
+class _FieldFuzzer:
+    """Frames built field by field, each field drawn over every byte value half the time and from its
+    valid values otherwise, so the checks behind the first bad field are reached too; valid CRC.
+    (Python's ``random``: a scalar draw from it is many times cheaper than one from numpy.)"""
+
+    KINDS = [m.TYPE for m in MESSAGES.values()]
+    PRINTABLE = bytes(0x20 + b % 95 for b in range(256))  # translation table: any byte -> printable
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def pick(self, valid: range | list[int]) -> int:
+        return self.rng.randrange(256) if self.rng.random() < 0.5 else self.rng.choice(valid)
+
+    def raw(self, n: int) -> bytes:
+        return self.rng.randbytes(n)
+
+    def name(self, limit: int, minimum: int = 1) -> bytes:
+        size = self.pick(range(minimum, limit + 1))
+        text = self.raw(size)
+        return bytes([size]) + (text if self.rng.random() < 0.5 else text.translate(self.PRINTABLE))
+
+    def payload(self, kind: int) -> bytes:
+        pick, raw = self.pick, self.raw
+        if kind == Info.TYPE:
+            head = bytes([pick([1]), pick([0, 1]), pick([0, 1]), pick(range(9))]) + raw(6) + self.name(31)
+            n = pick(range(33))
+            return head + bytes([n]) + b"".join(self.name(15) + raw(8) for _ in range(min(n, 33)))
+        if kind == Command.TYPE:
+            n = pick(range(33))
+            return raw(4) + bytes([n]) + raw(4 * min(n, 33))
+        if kind == State.TYPE:
+            n, feet, blocks = pick(range(33)), pick(range(9)), pick([0, 1])
+            head = raw(6) + bytes([pick(range(256)), pick([0])]) + raw(2)
+            head += bytes([n, feet, pick(range(1 << min(feet, 8))), blocks])
+            return head + raw(28 + 8 * min(n, 33) + (16 if blocks & 1 else 0))
+        if kind == Heartbeat.TYPE:
+            return raw(4)
+        if kind in (Estop.TYPE, SafePose.TYPE):
+            return bytes([pick(range(6))])
+        if kind == Error.TYPE:
+            return bytes([pick(range(1, 6))]) + raw(2) + self.name(63, minimum=0)
+        return raw(self.rng.randrange(8))  # HELLO, or a type this version does not define
+
+    def frame(self) -> bytes:
+        rng = self.rng
+        version = 1 if rng.random() < 0.95 else rng.randrange(256)
+        kind = rng.choice(self.KINDS) if rng.random() < 0.9 else rng.randrange(256)
+        body = self.payload(kind)
+        if rng.random() < 0.1:  # one byte short or one too many
+            body = body[:-1] if body and rng.random() < 0.5 else body + self.raw(1)
+        head = bytes([version, kind]) + self.raw(2) + body
+        return cobs_encode(head + struct.pack("<H", crc16(head)))
+
+
+def field_fuzz_frames(count: int, seed: int = 0) -> list[bytes]:
+    """Fuzzed frames (no delimiter) of every message type, field by field over every byte value."""
+    fuzzer = _FieldFuzzer(seed)
+    return [fuzzer.frame() for _ in range(count)]
 
 
 def build() -> dict[str, list[dict[str, Any]]]:

@@ -14,9 +14,15 @@ from hypothesis import strategies as st
 from firmware_bridge.errors import FrameError
 from firmware_bridge.framing import REASONS, Deframer, cobs_decode, cobs_encode, crc16
 from firmware_bridge.protocol import (
+    CAP_BASE_ESTIMATE,
+    EFFORT,
+    ERROR_CODES,
+    KNOWN_FAULTS,
     MAX_ENCODED,
     MAX_FEET,
     MAX_JOINTS,
+    POSITION,
+    REASON_NAMES,
     BaseEstimate,
     Command,
     Error,
@@ -85,8 +91,9 @@ def infos(draw):
     limits = st.lists(floats, min_size=len(joints), max_size=len(joints)).map(tuple)
     robot = draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=31))
     return Info(
-        robot, draw(st.integers(0, 255)), tuple(joints), draw(limits), draw(limits),
-        draw(st.integers(0, MAX_FEET)), draw(u16), draw(u16), draw(u16), draw(st.integers(0, 255)),
+        robot, draw(st.sampled_from([POSITION, EFFORT])), tuple(joints), draw(limits), draw(limits),
+        draw(st.integers(0, MAX_FEET)), draw(u16), draw(u16), draw(u16),
+        draw(st.integers(0, CAP_BASE_ESTIMATE)),
     )  # fmt: skip
 
 
@@ -96,8 +103,8 @@ def states(draw):
     vec = lambda k: st.lists(floats, min_size=k, max_size=k).map(tuple)  # noqa: E731
     base = draw(st.none() | st.builds(BaseEstimate, floats, vec(3)))
     return State(
-        draw(u32), draw(u16), draw(u16), draw(u16), draw(vec(n)), draw(vec(n)), draw(vec(4)), draw(vec(3)),
-        feet, draw(st.integers(0, (1 << feet) - 1)), base,
+        draw(u32), draw(u16), draw(st.integers(0, KNOWN_FAULTS)), draw(u16), draw(vec(n)), draw(vec(n)),
+        draw(vec(4)), draw(vec(3)), feet, draw(st.integers(0, (1 << feet) - 1)), base,
     )  # fmt: skip
 
 
@@ -107,10 +114,13 @@ any_message = st.one_of(
     st.builds(Command, u32, st.lists(floats, max_size=MAX_JOINTS).map(tuple)),
     states(),
     st.builds(Heartbeat, u32),
-    st.builds(Estop, st.integers(0, 255)),
-    st.builds(SafePose, st.integers(0, 255)),
+    st.builds(Estop, st.integers(0, len(REASON_NAMES) - 1)),
+    st.builds(SafePose, st.integers(0, len(REASON_NAMES) - 1)),
     st.builds(
-        Error, st.integers(0, 255), u16, st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E))
+        Error,
+        st.sampled_from(ERROR_CODES),
+        u16,
+        st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)),
     ),
 )
 

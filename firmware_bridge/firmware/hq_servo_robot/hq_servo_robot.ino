@@ -62,12 +62,13 @@ static uint32_t last_command_ms = 0, last_state_us = 0, last_servo_us = 0;
 static float target[N_JOINTS], position[N_JOINTS], velocity[N_JOINTS];
 
 /* --- output -------------------------------------------------------------------------------- */
-static void send(uint8_t type, bool flush) {
+static void send(uint8_t type) {
     size_t len;
     msg.type = type;
     msg.seq = tx_seq++;
     if (hq_encode(&msg, wire, sizeof wire, &len) != HQ_OK) return;
-    if (flush) Serial.write((uint8_t)0); /* the host may have flushed its input mid-frame */
+    if (hq_leading_zero(type)) Serial.write((uint8_t)0); /* INFO, ERROR: the host may have just opened
+                                                             or flushed its port mid-frame */
     Serial.write(wire, len);
 }
 
@@ -76,7 +77,7 @@ static void send_error(uint8_t code, uint16_t seq, const char *text) {
     msg.u.error.seq = seq;
     strncpy(msg.u.error.text, text, HQ_MAX_ERROR_TEXT);
     msg.u.error.text[HQ_MAX_ERROR_TEXT] = '\0';
-    send(HQ_ERROR, false);
+    send(HQ_ERROR);
 }
 
 static void send_info(void) {
@@ -98,7 +99,7 @@ static void send_info(void) {
         info->joints[i].lower = JOINT_LOWER[i];
         info->joints[i].upper = JOINT_UPPER[i];
     }
-    send(HQ_INFO, true);
+    send(HQ_INFO);
 }
 
 static uint16_t faults(void) {
@@ -148,7 +149,7 @@ static void send_state(uint32_t now_us) {
         s->gyro[0] = s->gyro[1] = s->gyro[2] = 0.0f;
     }
     faults_since_state = 0;
-    send(HQ_STATE, false);
+    send(HQ_STATE);
 }
 
 /* --- input --------------------------------------------------------------------------------- */
@@ -202,7 +203,7 @@ static void handle_frame(void) {
         send_info();
         break;
     case HQ_HEARTBEAT:
-        send(HQ_HEARTBEAT, false); /* echo: msg still holds the received time */
+        send(HQ_HEARTBEAT); /* echo: msg still holds the received time */
         break;
     case HQ_ESTOP:
         estop = true;

@@ -3,8 +3,9 @@
  *
  * Reads one encoded frame per line on stdin (hex, without the 0x00 delimiter), decodes it with
  * hq_decode and prints one JSON line: {"status": "ok", "type": T, "seq": S, "fields": {...},
- * "wire": HEX} with the fields named as in the Python codec and the frame re-encoded by hq_encode,
- * or {"status": REASON} with the reason the frame was rejected. Floats print as C99 hex floats
+ * "wire": HEX, "leading_zero": 0|1} with the fields named as in the Python codec, the frame re-encoded by
+ * hq_encode and whether its type gets a leading 0x00, or {"status": REASON, "code": N} with the reason
+ * the frame was rejected and its hq_status number. Floats print as C99 hex floats
  * (exact). Build: gcc -std=c99 -I../hq_servo_robot/src check_vectors.c ../hq_servo_robot/src/hq_protocol.c
  */
 #include <stdio.h>
@@ -119,7 +120,7 @@ int main(void) {
         }
         status = hq_decode(frame, n, &msg);
         if (status != HQ_OK) {
-            printf("{\"status\": \"%s\"}\n", REASONS[status]);
+            printf("{\"status\": \"%s\", \"code\": %d}\n", REASONS[status], (int)status);
             continue;
         }
         printf("{\"status\": \"ok\", \"type\": %u, \"seq\": %u, \"fields\": {", msg.type, msg.seq);
@@ -127,7 +128,8 @@ int main(void) {
         status = hq_encode(&msg, wire, sizeof wire, &wire_len);
         printf("}, \"wire\": \"");
         for (i = 0; status == HQ_OK && i < wire_len; i++) printf("%02x", wire[i]);
-        printf("\", \"encode_status\": \"%s\"}\n", REASONS[status]);
+        printf("\", \"encode_status\": \"%s\", \"leading_zero\": %d}\n", REASONS[status],
+               hq_leading_zero(msg.type));
     }
     return 0;
 }

@@ -146,6 +146,21 @@ static hq_status get_name(hq_reader *r, char *out, size_t min, size_t max) {
     return HQ_OK;
 }
 
+/* Enum fields: a value this protocol version does not define is out of range. */
+static hq_status check_info_head(uint8_t version, uint8_t mode, uint8_t caps) {
+    if (version != HQ_PROTOCOL_VERSION || mode > HQ_MODE_EFFORT || (caps & ~HQ_CAP_BASE_ESTIMATE) != 0) {
+        return HQ_ERR_RANGE;
+    }
+    return HQ_OK;
+}
+static hq_status check_faults(uint16_t faults) {
+    return (faults & ~HQ_FAULT_KNOWN) != 0 ? HQ_ERR_RANGE : HQ_OK;
+}
+static hq_status check_reason(uint8_t reason) { return reason >= HQ_REASON_COUNT ? HQ_ERR_RANGE : HQ_OK; }
+static hq_status check_error_code(uint8_t code) {
+    return code < HQ_ERROR_VERSION || code > HQ_ERROR_ESTOPPED ? HQ_ERR_RANGE : HQ_OK;
+}
+
 #define TRY(expr)                        \
     do {                                 \
         hq_status hq_try_ = (expr);      \
@@ -162,6 +177,7 @@ static hq_status write_payload(const hq_msg *m, hq_writer *w) {
     case HQ_INFO: {
         const hq_info *v = &m->u.info;
         if (v->n_joints > HQ_MAX_JOINTS || v->n_feet > HQ_MAX_FEET) return HQ_ERR_RANGE;
+        TRY(check_info_head(v->protocol_version, v->control_mode, v->capabilities));
         put_u8(w, v->protocol_version);
         put_u8(w, v->control_mode);
         put_u8(w, v->capabilities);
@@ -188,6 +204,7 @@ static hq_status write_payload(const hq_msg *m, hq_writer *w) {
         const hq_state *v = &m->u.state;
         if (v->n_joints > HQ_MAX_JOINTS || v->n_feet > HQ_MAX_FEET) return HQ_ERR_RANGE;
         if ((v->contacts >> v->n_feet) != 0 || (v->blocks & ~HQ_BLOCK_BASE) != 0) return HQ_ERR_RANGE;
+        TRY(check_faults(v->faults));
         put_u32(w, v->mcu_time_us);
         put_u16(w, v->last_command_seq);
         put_u16(w, v->faults);
@@ -211,9 +228,11 @@ static hq_status write_payload(const hq_msg *m, hq_writer *w) {
         return HQ_OK;
     case HQ_ESTOP:
     case HQ_SAFE_POSE:
+        TRY(check_reason(m->u.stop.reason));
         put_u8(w, m->u.stop.reason);
         return HQ_OK;
     case HQ_ERROR:
+        TRY(check_error_code(m->u.error.code));
         put_u8(w, m->u.error.code);
         put_u16(w, m->u.error.seq);
         return put_name(w, m->u.error.text, 0, HQ_MAX_ERROR_TEXT);
@@ -235,6 +254,7 @@ static hq_status read_payload(hq_reader *r, hq_msg *m) {
         v->protocol_version = u8(r);
         v->control_mode = u8(r);
         v->capabilities = u8(r);
+        TRY(check_info_head(v->protocol_version, v->control_mode, v->capabilities));
         TRY(get_count(r, HQ_MAX_FEET, &v->n_feet));
         TRY(need(r, 6));
         v->max_rate_hz = u16(r);
@@ -262,6 +282,7 @@ static hq_status read_payload(hq_reader *r, hq_msg *m) {
         v->last_command_seq = u16(r);
         v->faults = u16(r);
         v->rx_errors = u16(r);
+        TRY(check_faults(v->faults));
         TRY(get_count(r, HQ_MAX_JOINTS, &v->n_joints));
         TRY(get_count(r, HQ_MAX_FEET, &v->n_feet));
         TRY(need(r, 2));
@@ -287,11 +308,12 @@ static hq_status read_payload(hq_reader *r, hq_msg *m) {
     case HQ_SAFE_POSE:
         TRY(need(r, 1));
         m->u.stop.reason = u8(r);
-        return HQ_OK;
+        return check_reason(m->u.stop.reason);
     case HQ_ERROR:
         TRY(need(r, 3));
         m->u.error.code = u8(r);
         m->u.error.seq = u16(r);
+        TRY(check_error_code(m->u.error.code));
         return get_name(r, m->u.error.text, 0, HQ_MAX_ERROR_TEXT);
     default:
         return HQ_ERR_TYPE;
@@ -337,6 +359,10 @@ hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg) {
     r.at = 0;
     TRY(read_payload(&r, msg));
     return r.at == r.len ? HQ_OK : HQ_ERR_LENGTH;
+}
+
+int hq_leading_zero(uint8_t type) {
+    return type == HQ_HELLO || type == HQ_INFO || type == HQ_ESTOP || type == HQ_SAFE_POSE || type == HQ_ERROR;
 }
 
 void hq_deframer_init(hq_deframer *d) {

@@ -36,7 +36,9 @@ extern "C" {
 #define HQ_MAX_ENCODED (HQ_MAX_FRAME + HQ_MAX_FRAME / 254 + 1)
 #define HQ_MAX_WIRE (HQ_MAX_ENCODED + 1) /* with the 0x00 delimiter */
 
-/* Why a frame was rejected (the Python codec's FrameError.reason, same order). */
+/* Why a frame was rejected (the Python codec's FrameError.reason; its REASONS lists them in the
+ * order of these codes, which are part of the protocol: docs/protocol.md). hq_decode checks
+ * overflow first, then cobs, short, crc, version, type, and length/range as it reads the payload. */
 typedef enum {
     HQ_OK = 0,
     HQ_ERR_COBS,     /* malformed COBS block */
@@ -73,7 +75,8 @@ enum {
     HQ_FAULT_CLAMPED = 0x0010,
     HQ_FAULT_RX_ERROR = 0x0020,
     HQ_FAULT_IMU = 0x0040,
-    HQ_FAULT_OVERRUN = 0x0080
+    HQ_FAULT_OVERRUN = 0x0080,
+    HQ_FAULT_KNOWN = 0x00FF /* any other bit in STATE.faults: HQ_ERR_RANGE */
 };
 
 enum {
@@ -82,7 +85,8 @@ enum {
     HQ_REASON_STATE_TIMEOUT,
     HQ_REASON_ORIENTATION,
     HQ_REASON_NON_FINITE,
-    HQ_REASON_ROBOT_FAULT
+    HQ_REASON_ROBOT_FAULT,
+    HQ_REASON_COUNT /* a reason >= this: HQ_ERR_RANGE */
 };
 
 enum {
@@ -90,7 +94,7 @@ enum {
     HQ_ERROR_TYPE,
     HQ_ERROR_PAYLOAD,
     HQ_ERROR_NOT_READY,
-    HQ_ERROR_ESTOPPED
+    HQ_ERROR_ESTOPPED /* a code outside HQ_ERROR_VERSION..HQ_ERROR_ESTOPPED: HQ_ERR_RANGE */
 };
 
 typedef struct {
@@ -174,6 +178,10 @@ hq_status hq_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t *ou
 hq_status hq_encode(const hq_msg *msg, uint8_t *out, size_t cap, size_t *out_len);
 /* One frame as split by the deframer (no delimiter). */
 hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg);
+
+/* 1 for the types whose sender puts a 0x00 before the frame (HELLO, INFO, ESTOP, SAFE_POSE, ERROR):
+ * a receiver that just opened its port discards bytes up to its first 0x00, and these must arrive. */
+int hq_leading_zero(uint8_t type);
 
 /* Byte-by-byte frame splitter for a UART receive loop. It starts out of sync and discards bytes
  * up to the first 0x00, so senders put a 0x00 before their first frame. */
