@@ -27,6 +27,7 @@ from controller.genome import Genome, load_genome
 from controller.loop import Lifetime, median_recovery, run_lifetime
 from controller.plotting import pyplot
 
+DEFAULT_STEPS = 1000
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
 DAMAGE_HELP = (
     "damage spec, repeatable: cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, "
@@ -49,11 +50,17 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cut-leg", metavar="N", action="append", default=[], help=f"cut leg N; {LEG_HELP}")
     parser.add_argument("--damage", metavar="SPEC", action="append", default=[], help=DAMAGE_HELP)
-    parser.add_argument("--steps", type=int, default=1000, help="control ticks per lifetime (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the environment and initial weights")
+    parser.add_argument(
+        "--steps",
+        type=_count(1, 1_000_000),
+        help=f"control ticks per lifetime (default {DEFAULT_STEPS}; with --suite, the suite's)",
+    )
+    parser.add_argument(
+        "--seed", type=_count(0, 2**31 - 1), default=0, help="seed of the environment and initial weights"
+    )
     parser.add_argument(
         "--settle",
-        type=int,
+        type=_count(0, 100_000),
         help="zero-action ticks before control (default: as the genome was evolved, else the task's: "
         "40 for the Ants, 50 for servo-quad, 0 for CarRacing)",
     )
@@ -66,6 +73,26 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="domain randomisation config (YAML), drawn afresh every lifetime, e.g. "
         "launch/randomisation/servo_quad.yaml (docs/robots.md)",
     )
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (argparse turns the ValueError into a usage line)."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low} to {high}")
+        return value
+
+    read.__name__ = "count"
+    return read
+
+
+def _steps(args: argparse.Namespace) -> int:
+    return DEFAULT_STEPS if args.steps is None else args.steps
 
 
 def _damages(args: argparse.Namespace) -> list[str]:
@@ -231,12 +258,12 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         callbacks.append(_Video(Path(args.video), env))
     if sys.stderr.isatty():
-        callbacks.append(_status(args.steps))
+        callbacks.append(_status(_steps(args)))
     try:
         life = run_lifetime(
             network,
             env,
-            args.steps,
+            _steps(args),
             args.seed,
             settle_ticks=_settle(args, env, genome),
             realtime=args.realtime,
@@ -249,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         env.close()
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    print(summary(life, args.steps))
+    print(summary(life, _steps(args)))
     if args.log:
         print(f"telemetry: {args.log} (plot it with: controller plot {args.log} -o run.png)")
     if args.video:
@@ -259,12 +286,16 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Mean and spread of the task's fitness (distance, or CarRacing's reward) over independent
-    lifetimes (fresh weights and seed each)."""
+    lifetimes (fresh weights and seed each), on one body or on every condition of a fault suite."""
+    if args.suite is not None:
+        return evaluate_suite(args)
+    if args.against or args.markdown:
+        raise UserError("--against and --markdown compare genomes over a fault suite: add --suite NAME")
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome)
     network = genome.build(args.backend)
     lives = [
-        run_lifetime(network, env, args.steps, args.seed + k, settle_ticks=_settle(args, env, genome))
+        run_lifetime(network, env, _steps(args), args.seed + k, settle_ticks=_settle(args, env, genome))
         for k in range(args.lifetimes)
     ]
     kind = lives[0].fitness_kind
@@ -278,7 +309,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "damage": _damages(args),
         "randomise": args.randomise,
         "lifetimes": args.lifetimes,
-        "steps": args.steps,
+        "steps": _steps(args),
         f"{kind}_mean": float(scores.mean()),
         f"{kind}_std": float(scores.std()),
         f"{kind}_min": float(scores.min()),
@@ -292,7 +323,7 @@ def evaluate(args: argparse.Namespace) -> int:
     }
     print(
         f"{kind}: {scores.mean():.2f} ± {scores.std():.2f}{' m' if kind == 'distance' else ''} over "
-        f"{args.lifetimes} lifetimes of {args.steps} ticks (min {scores.min():.2f}); fell: {result['fell']}"
+        f"{args.lifetimes} lifetimes of {_steps(args)} ticks (min {scores.min():.2f}); fell: {result['fell']}"
     )
     if kind == "distance":
         print(
@@ -305,8 +336,66 @@ def evaluate(args: argparse.Namespace) -> int:
             f"lifetimes): {'never' if median is None else f'{median:.0f}'}"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write(args.json, json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def evaluate_suite(args: argparse.Namespace) -> int:
+    """Every condition of a fault suite, one genome or two side by side (controller/suite_eval.py)."""
+    from controller.suite_eval import progress_bar, report, run_suite
+    from sim.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if _damages(args) or args.randomise:
+        raise UserError(
+            f"suite {suite.name!r} names its damages and randomisation; drop --damage/--cut-leg/--randomise"
+        )
+    if args.sim not in (None, suite.task):
+        raise UserError(
+            f"suite {suite.name!r} is for task {suite.task!r}, not --sim {args.sim}; use --sim {suite.task}"
+        )
+    names = [args.genome] + ([args.against] if args.against else [])
+    for name in names:  # a bad genome is an error here, not in a worker
+        _genome(name, suite.task)
+    labels = list(dict.fromkeys(names))
+    if len(labels) < len(names):
+        raise UserError("--against names the same genome; give a different one to compare with")
+    steps = suite.steps if args.steps is None else args.steps
+    print(
+        f"suite {suite.name}: {len(suite.conditions)} conditions ({len(suite.split('train'))} train, "
+        f"{len(suite.split('held_out'))} held out), task {suite.task}, {args.lifetimes} lifetimes of {steps} "
+        f"ticks from seed {args.seed}"
+        + (f", randomised by {suite.randomise.name}" if suite.randomise else ""),
+        flush=True,
+    )
+    cells = run_suite(
+        names,
+        suite,
+        args.lifetimes,
+        args.seed,
+        steps,
+        args.settle,
+        args.backend,
+        args.workers,
+        progress_bar if sys.stderr.isatty() else None,
+    )
+    lines, data = report(suite, labels, cells, args.lifetimes)
+    print("\n".join(lines))
+    if args.markdown:
+        _write(args.markdown, "\n".join(lines) + "\n")
+    if args.json:
+        _write(args.json, json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file, naming a missing folder rather than failing with a traceback."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UserError(
+            f"cannot write {path}: folder {target.parent} does not exist; create it or choose another"
+        )
+    target.write_text(text)
 
 
 def plot(args: argparse.Namespace) -> int:
@@ -399,7 +488,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="controller evaluate", epilog=LEG_HELP)
     parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
     _add_sim_arguments(parser)
-    parser.add_argument("--lifetimes", type=int, default=20, help="independent lifetimes (default 20)")
+    parser.add_argument(
+        "--lifetimes", type=_count(1, 100_000), default=20, help="independent lifetimes (default 20)"
+    )
     parser.add_argument(
         "--forward",
         type=float,
@@ -408,6 +499,20 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         help="a lifetime 'walked forward' when it ends at least M metres ahead (default 1)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    parser.add_argument(
+        "--suite",
+        metavar="NAME",
+        help="a fault suite: a name from launch/suites/ (ant, servo-quad) or a suite file; every condition "
+        "is evaluated and each split summarised",
+    )
+    parser.add_argument("--against", metavar="GENOME", help="with --suite: a second genome's columns beside")
+    parser.add_argument(
+        "--workers",
+        type=_count(1, 256),
+        default=os.cpu_count() or 1,
+        help="with --suite: worker processes (default: all cores); the table is the same for any number",
+    )
+    parser.add_argument("--markdown", metavar="FILE", help="with --suite: also write the table as Markdown")
     return parser
 
 

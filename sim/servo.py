@@ -46,6 +46,8 @@ class Servos:
         self.strength = np.ones(n)
         self.speed = np.ones(n)
         self.max_speed = np.full(n, np.inf)
+        self._aimed = np.zeros(n)
+        self._last: float | None = None
         self.latency = spec.latency
         self.limp = False
         self.target = np.zeros(n)
@@ -61,11 +63,26 @@ class Servos:
         self.strength[:] = 1.0
         self.speed[:] = 1.0
         self.max_speed[:] = np.inf
+        self._last = None
         self.latency = self.spec.latency
 
     def command(self, target: np.ndarray, now: float) -> None:
         """Send a target (rad); the servos act on it ``latency`` seconds after ``now``."""
         self._pending.append((now + self.latency, np.array(target, dtype=np.float64)))
+
+    def _aim(self, now: float) -> np.ndarray:
+        """Where the drive aims: the target, or for a slow servo (``max_speed``) a point that moves
+        towards it no faster than that speed, so the joint cannot follow faster. (A braking term of that
+        size instead would make the stiff damping unstable at the physics step.)"""
+        if not np.isfinite(self.max_speed).any():
+            return self.target
+        if self._last is None:
+            self._aimed = self.target.copy()
+        else:
+            reach = self.max_speed * (now - self._last)
+            np.clip(self.target, self._aimed - reach, self._aimed + reach, out=self._aimed)
+        self._last = now
+        return self._aimed
 
     def torque(self, now: float, angle: np.ndarray, velocity: np.ndarray) -> np.ndarray:
         """Output torque (N m) of every servo at time ``now`` (s), given the joints' state: a buffer
@@ -80,13 +97,12 @@ class Servos:
             out[:] = 0.0
             return out
         spec = self.spec
-        error = np.subtract(self.target, angle, out=self._error)
+        error = np.subtract(self._aim(now), angle, out=self._error)
         np.less(np.abs(error, out=scratch), spec.dead_band, out=idle)
         np.copyto(error, 0.0, where=idle)
         duty = np.divide(error, spec.proportional_band, out=error)
         np.minimum(np.maximum(duty, -1.0, out=duty), 1.0, out=duty)
-        no_load = np.minimum(np.multiply(self.speed, spec.no_load_speed, out=scratch), self.max_speed, out=scratch)
-        braking = np.divide(velocity, no_load, out=scratch)
+        braking = np.divide(velocity, np.multiply(self.speed, spec.no_load_speed, out=scratch), out=scratch)
         stall = np.multiply(self.strength, spec.stall_torque, out=self._stall)
         np.multiply(stall, np.subtract(duty, braking, out=out), out=out)
         return np.minimum(np.maximum(out, np.negative(stall, out=scratch), out=out), stall, out=out)

@@ -85,7 +85,9 @@ def _condition(source: str, index: int, entry: Any) -> Condition:
     where = f"suite {source}, condition {name!r}"
     unknown = set(entry) - {"name", "damage", "split"}
     if unknown:
-        raise SuiteError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; use name, damage, split")
+        raise SuiteError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; use name, damage, split"
+        )
     damage = entry.get("damage", [])
     if not isinstance(damage, list) or not all(isinstance(s, str) for s in damage):
         raise SuiteError(f"{where}: 'damage' must be a list of damage specs like [cut-leg:2], got {damage!r}")
@@ -116,12 +118,16 @@ def load_suite(name: str | Path) -> Suite:
         raise SuiteError(f"suite {path} must be a mapping with task, steps and conditions")
     unknown = set(values) - set(KEYS)
     if unknown:
-        raise SuiteError(f"suite {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; use {', '.join(KEYS)}")
+        raise SuiteError(
+            f"suite {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; use {', '.join(KEYS)}"
+        )
     task, steps, forward = values.get("task"), values.get("steps", 1000), values.get("forward", 1.0)
     if not isinstance(task, str):
         raise SuiteError(f"suite {path}: 'task' must name a task such as ant or servo-quad")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1_000_000:
-        raise SuiteError(f"suite {path}: 'steps' must be a whole number of ticks from 1 to 1000000, got {steps!r}")
+        raise SuiteError(
+            f"suite {path}: 'steps' must be a whole number of ticks from 1 to 1000000, got {steps!r}"
+        )
     if isinstance(forward, bool) or not isinstance(forward, int | float) or not math.isfinite(forward):
         raise SuiteError(f"suite {path}: 'forward' must be a finite number of metres, got {forward!r}")
     randomise = values.get("randomise")
@@ -138,7 +144,9 @@ def load_suite(name: str | Path) -> Suite:
     names = [c.name for c in conditions]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise SuiteError(f"suite {path}: condition name(s) {', '.join(repeated)} used twice; names must differ")
+        raise SuiteError(
+            f"suite {path}: condition name(s) {', '.join(repeated)} used twice; names must differ"
+        )
     if not any(c.name == "intact" and not c.damage for c in conditions):
         raise SuiteError(f"suite {path}: add a condition named 'intact' with damage [] (the reference)")
     return Suite(path.stem, path, task, steps, randomise, float(forward), conditions)
