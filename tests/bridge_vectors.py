@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,27 @@ def crc_swapped(wire: bytes) -> bytes:
     return cobs_encode(raw[:-2] + raw[-1:] + raw[-2:-1]) + b"\x00"
 
 
+# --- what docs/protocol.md states, read from it so that both codecs are tested against the text --------
+DOC = PATH.parents[2] / "docs" / "protocol.md"
+
+
+def documented_status_codes() -> dict[str, int]:
+    """The Bad frames table: reason -> its hq_status number."""
+    return {m[2]: int(m[1]) for m in re.finditer(r"^\| (\d) \| `(\w+)` \|", DOC.read_text(), re.M)}
+
+
+def documented_leading_zero() -> set[int]:
+    """The message types the framing section says get a 0x00 before them."""
+    text = re.search(r"before every ([A-Za-z_, \n*]+) frame", DOC.read_text()).group(1)
+    names = {name.replace("_", "") for name in re.findall(r"\b[A-Z_]{4,}\b", text)}
+    return {cls.TYPE for cls in MESSAGES.values() if cls.__name__.upper() in names}
+
+
+def documented_hello() -> bytes:
+    """The worked example of a HELLO on the wire, leading and trailing 0x00 included."""
+    return bytes.fromhex(re.search(r"the wire carries `([0-9a-f ]+)`", DOC.read_text()).group(1))
+
+
 def to_json(message: Message) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(message)))
 
@@ -246,7 +268,7 @@ class _FieldFuzzer:
 
     def name(self, limit: int, minimum: int = 1) -> bytes:
         size = self.pick(range(minimum, limit + 1))
-        text = self.raw(size)
+        text = self.raw(min(size, limit + 1))  # a longer name is refused by its length byte alone
         return bytes([size]) + (text if self.rng.random() < 0.5 else text.translate(self.PRINTABLE))
 
     def payload(self, kind: int) -> bytes:

@@ -18,6 +18,7 @@ from firmware_bridge.protocol import (
     EFFORT,
     ERROR_CODES,
     KNOWN_FAULTS,
+    LEADING_ZERO,
     MAX_ENCODED,
     MAX_FEET,
     MAX_JOINTS,
@@ -147,6 +148,15 @@ def test_non_finite_floats_pass_unchanged():
         Error(1, 0, "caf\u00e9"),
         State(0, 0, 0, 0, (), (), (1, 0, 0, 0), (0, 0, 0), 2, 0b100),
         Heartbeat(2**32),
+        # enum and flag values this version does not define
+        Estop(6),
+        SafePose(255),
+        Error(0, 0),
+        Error(6, 0),
+        Info("robot", 2, (), (), (), 0, 0, 0, 0),
+        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, capabilities=0x02),
+        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, protocol_version=2),
+        State(0, 0, 0x0100, 0, (), (), (1, 0, 0, 0), (0, 0, 0), 0, 0),
     ],
 )
 def test_encode_refuses_what_the_wire_cannot_carry(message):
@@ -167,6 +177,47 @@ def test_python_codec_reproduces_the_shared_vectors():
             decode(bytes.fromhex(v["wire"])[:-1])
         assert err.value.reason == v["reason"], v["name"]
     assert {v["reason"] for v in vectors["bad_frames"]} == set(REASONS)
+
+
+@pytest.mark.parametrize("kind", [Estop.TYPE, SafePose.TYPE])
+def test_a_reason_outside_0_to_5_is_a_range_error_never_an_exception(kind):
+    """Issue 23 item 1: reason 6 used to decode, and crashed the emulator that named it."""
+    for reason in range(256):
+        wire = bridge_vectors.raw_frame(bytes([reason]), kind)[:-1]
+        if reason < len(REASON_NAMES):
+            assert decode(wire).message.reason == reason
+        else:
+            with pytest.raises(FrameError) as err:
+                decode(wire)
+            assert err.value.reason == "range"
+
+
+def test_status_codes_are_numbered_and_checked_as_documented():
+    """docs/protocol.md's Bad frames table: REASONS in the order of the hq_status numbers."""
+    assert bridge_vectors.documented_status_codes() == {r: k + 1 for k, r in enumerate(REASONS)}
+    # the order of checking, on frames with two problems: the first check that fails names the frame
+    by_name = {name: (wire, reason) for name, wire, reason in bridge_vectors.bad_frames()}
+    for name in ("version_2_bad_crc", "version_2_unknown_type", "unknown_type_with_payload",
+                 "estop_reason_6_trailing_byte"):  # fmt: skip
+        wire, reason = by_name[name]
+        with pytest.raises(FrameError) as err:
+            decode(wire[:-1])
+        assert err.value.reason == reason, name
+
+
+def test_crc_goes_low_byte_first_as_in_the_documented_example():
+    documented = bridge_vectors.documented_hello()
+    assert b"\x00" + encode(Hello(), 0) == documented
+    raw = cobs_decode(documented[1:-1])
+    assert raw[-2:] == crc16(raw[:-2]).to_bytes(2, "little")
+    with pytest.raises(FrameError) as err:  # the same frame with its CRC high byte first
+        decode(bridge_vectors.crc_swapped(documented[1:])[:-1])
+    assert err.value.reason == "crc"
+
+
+def test_frames_that_must_not_be_lost_are_the_documented_ones():
+    assert bridge_vectors.documented_leading_zero() == LEADING_ZERO
+    assert Error.TYPE in LEADING_ZERO  # issue 23: an ERROR right after the port opened was lost
 
 
 def test_deframer_resyncs_after_garbage_whatever_the_read_boundaries():
@@ -208,6 +259,18 @@ def test_decoder_raises_only_its_own_error_on_100k_fuzzed_frames():
             outcomes["ok"] += 1
     # the corpus reaches every check, not just the CRC
     assert all(outcomes[r] > 0 for r in ("ok", "cobs", "short", "crc", "type", "length", "range"))
+
+
+def test_decoder_raises_only_its_own_error_on_fields_fuzzed_over_every_byte_value():
+    outcomes = {"ok": 0, **dict.fromkeys(REASONS, 0)}
+    for frame in bridge_vectors.field_fuzz_frames(20_000, seed=2):
+        try:
+            decode(frame)
+        except FrameError as exc:
+            outcomes[exc.reason] += 1
+        else:
+            outcomes["ok"] += 1
+    assert all(outcomes[r] > 0 for r in ("ok", "version", "type", "length", "range", "overflow"))
 
 
 def _fuzz_with_hypothesis(data: bytes, mutation: tuple[int, int, int]) -> None:

@@ -14,7 +14,7 @@ import bridge_vectors
 import pytest
 
 from firmware_bridge.errors import FrameError
-from firmware_bridge.protocol import Message, decode, encode
+from firmware_bridge.protocol import LEADING_ZERO, MESSAGES, Message, decode, encode
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware_bridge" / "firmware"
 SRC = FIRMWARE / "hq_servo_robot" / "src"
@@ -96,8 +96,11 @@ def test_c_codec_agrees_with_the_vectors(harness):
         assert got["status"] == v["reason"], v["name"]
 
 
-def test_c_and_python_decoders_agree_on_fuzzed_frames(harness):
-    frames = bridge_vectors.fuzz_frames(20_000, seed=1)
+@pytest.mark.parametrize("fuzz", [bridge_vectors.fuzz_frames, bridge_vectors.field_fuzz_frames])
+def test_c_and_python_decoders_agree_on_fuzzed_frames(harness, fuzz):
+    """Random and mutated frames, and frames fuzzed field by field over every byte value (every enum
+    and count included): both codecs accept and refuse the same, for the same reason."""
+    frames = fuzz(20_000, seed=1)
     accepted = 0
     for frame, got in zip(frames, run_c(harness, frames), strict=True):
         try:
@@ -112,3 +115,37 @@ def test_c_and_python_decoders_agree_on_fuzzed_frames(harness):
         if "nan" not in canonical(message):  # NaN payload bits may be quieted by Python's floats
             assert got["wire"] == encode(message, seq).hex(), frame.hex()
     assert accepted > 100
+
+
+def test_c_status_codes_are_numbered_and_checked_as_documented(harness):
+    """hq_status numbers are the Bad frames table's; each vector with two problems names the first."""
+    documented = bridge_vectors.documented_status_codes()
+    bad = bridge_vectors.bad_frames()
+    results = run_c(harness, [wire[:-1] for _, wire, _ in bad])
+    for (name, _, reason), got in zip(bad, results, strict=True):
+        assert (got["status"], got["code"]) == (reason, documented[reason]), name
+    assert {reason for _, _, reason in bad} == set(documented)
+
+
+@pytest.mark.parametrize("kind", [0x30, 0x31])
+def test_c_refuses_a_reason_outside_0_to_5(harness, kind):
+    frames = [bridge_vectors.raw_frame(bytes([reason]), kind)[:-1] for reason in range(256)]
+    statuses = [got["status"] for got in run_c(harness, frames)]
+    assert statuses == ["ok"] * 6 + ["range"] * 250
+
+
+def test_c_puts_a_leading_zero_before_the_documented_types(harness):
+    vectors = bridge_vectors.load()["messages"]
+    results = run_c(harness, [bytes.fromhex(v["wire"])[:-1] for v in vectors])
+    leading = {got["type"] for got in results if got["leading_zero"]}
+    assert leading == bridge_vectors.documented_leading_zero() == LEADING_ZERO
+    assert {got["type"] for got in results} == set(MESSAGES)  # every type asked
+
+
+def test_c_sends_the_crc_low_byte_first_as_in_the_documented_example(harness):
+    documented = bridge_vectors.documented_hello()
+    (got,) = run_c(harness, [documented[1:-1]])
+    assert got["status"] == "ok" and got["type"] == 0x01 and got["seq"] == 0
+    assert got["wire"] == documented[1:].hex()  # C's encoder: the same bytes, CRC 0xC544 as 44 c5
+    (swapped,) = run_c(harness, [bridge_vectors.crc_swapped(documented[1:])[:-1]])
+    assert swapped["status"] == "crc"

@@ -108,8 +108,8 @@ static int unhex(const char *line, uint8_t *out, size_t cap, size_t *n) {
 }
 
 int main(void) {
-    static char line[2 * (HQ_MAX_ENCODED + 64) + 8];
-    static uint8_t frame[HQ_MAX_ENCODED + 64], wire[HQ_MAX_WIRE];
+    static char line[2 * 4 * HQ_MAX_ENCODED + 8]; /* frames up to 4 times too long, to test overflow */
+    static uint8_t frame[4 * HQ_MAX_ENCODED], wire[HQ_MAX_WIRE];
     static hq_msg msg;
     size_t n, wire_len, i;
     hq_status status;
