@@ -300,6 +300,8 @@ class _FieldFuzzer:
         body = self.payload(kind)
         if rng.random() < 0.1:  # one byte short or one too many
             body = body[:-1] if body and rng.random() < 0.5 else body + self.raw(1)
+        elif rng.random() < 0.02:  # too long for any receiver
+            body += self.raw(MAX_ENCODED)
         head = bytes([version, kind]) + self.raw(2) + body
         return cobs_encode(head + struct.pack("<H", crc16(head)))
 
