@@ -4,25 +4,30 @@ emergency stop; and the link faults it can inject."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import bridge_vectors
 import numpy as np
 import pytest
 
 from firmware_bridge.emulator import AntBody, Firmware, open_pty, serve
-from firmware_bridge.errors import BridgeError
+from firmware_bridge.errors import BridgeError, FrameError
 from firmware_bridge.faults import FaultSpec, Impairment, parse_faults
-from firmware_bridge.framing import cobs_encode, crc16
+from firmware_bridge.framing import Deframer, cobs_encode, crc16
 from firmware_bridge.protocol import (
     ERROR_ESTOPPED,
     ERROR_NOT_READY,
     ERROR_PAYLOAD,
+    ERROR_TYPE,
     ERROR_VERSION,
     FAULT_CLAMPED,
     FAULT_ESTOP,
     FAULT_IDLE,
+    FAULT_RX_ERROR,
     FAULT_SAFE_POSE,
     FAULT_WATCHDOG,
+    MAX_ENCODED,
     REASON_OPERATOR,
     Command,
     Error,
@@ -31,6 +36,7 @@ from firmware_bridge.protocol import (
     Hello,
     Info,
     SafePose,
+    State,
     decode,
     encode,
 )
@@ -165,3 +171,72 @@ def test_frames_waiting_in_the_port_when_the_emulator_stops_are_still_handled(mc
         os.close(master)
         os.close(slave)
     assert mcu.counters.commands == 5 and mcu.last_command_seq == 5
+
+
+def test_firmware_keeps_serving_after_100k_fuzzed_frames(mcu):
+    """Issue 23 item 1: every field of every message type over every byte value (reason 6 used to raise
+    IndexError and close the pty). Fed to the state machine directly, in bursts, the body stepping."""
+    frames = bridge_vectors.field_fuzz_frames(100_000, seed=3)
+    bad = 0
+    for start in range(0, len(frames), 100):
+        burst = frames[start : start + 100]
+        for frame in burst:
+            with contextlib.suppress(FrameError):
+                decode(frame)
+                continue
+            bad += 1
+        now = start * 1e-4
+        mcu.receive(b"\x00" + b"\x00".join(burst) + b"\x00", now)
+        mcu.control(now)
+        mcu.body.step()
+        decode(mcu.state_frame(now)[:-1])
+    assert mcu.rx_errors == bad > 10_000
+    assert mcu.counters.frames_rx == len(frames) - bad
+    (info,) = send(mcu, Hello(), 20.0)
+    assert isinstance(info, Info)
+    assert send(mcu, Command(0, (0.1,) * 8), 20.0, seq=77) == []
+    assert state(mcu, 20.0).last_command_seq == 77
+
+
+def test_an_unknown_reason_is_a_counted_bad_frame_not_an_estop(mcu):
+    send(mcu, Hello(), 0.0)
+    send(mcu, Command(0, (0.3,) * 8), 0.0)
+    assert mcu.receive(b"\x00" + bridge_vectors.raw_frame(b"\x06", Estop.TYPE), 0.01) == []
+    s = state(mcu, 0.01)
+    assert mcu.rx_errors == 1 and s.faults == FAULT_RX_ERROR and mcu.counters.estops == 0
+
+
+def test_an_overflow_is_a_bad_frame_and_sets_rx_error(mcu):
+    """As the reference sketch does: an over-long run counts in rx_errors and flags the next STATE."""
+    mcu.receive(b"\x00" + b"\x01" * (MAX_ENCODED + 1) + b"\x00", 0.0)
+    s = state(mcu, 0.0)
+    assert s.rx_errors == 1 and s.faults & FAULT_RX_ERROR
+
+
+def test_unknown_type_is_only_counted_a_known_type_the_wrong_way_is_answered(mcu):
+    assert mcu.receive(b"\x00" + bridge_vectors.raw_frame(b"", 0x55, seq=9), 0.0) == []
+    assert mcu.rx_errors == 1
+    wrong_way = State(0, 0, 0, 0, (), (), (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, 0)
+    (reply,) = send(mcu, wrong_way, 0.0, seq=12)
+    assert isinstance(reply, Error) and (reply.code, reply.seq) == (ERROR_TYPE, 12)
+    assert mcu.rx_errors == 1
+
+
+def test_error_frames_start_with_a_zero_so_a_freshly_opened_port_gets_them(mcu):
+    (reply,) = mcu.receive(b"\x00" + encode(Command(0, (0.0,) * 8), 5), 0.0)
+    assert reply.startswith(b"\x00") and decode(reply[1:-1]).message.code == ERROR_NOT_READY
+    # a host deframer that has just opened the port (out of sync) still gets the ERROR
+    frames, _ = Deframer(MAX_ENCODED).feed(reply)
+    assert [decode(f).message.code for f in frames] == [ERROR_NOT_READY]
+
+
+def test_last_command_seq_is_0_and_idle_set_until_the_first_command(mcu):
+    assert (state(mcu, 0.0).last_command_seq, state(mcu, 0.0).faults & FAULT_IDLE) == (0, FAULT_IDLE)
+    send(mcu, Hello(), 0.0)
+    send(mcu, Command(0, (0.0,) * 8), 0.0, seq=0)  # seq 0: only the IDLE bit says it was applied
+    s = state(mcu, 0.0)
+    assert s.last_command_seq == 0 and not s.faults & FAULT_IDLE
+    send(mcu, Command(0, (0.0,) * 8), 0.01, seq=3)
+    send(mcu, Hello(), 0.02)  # a new session: IDLE again, the last seq kept
+    s = state(mcu, 0.02)
+    assert s.last_command_seq == 3 and s.faults & FAULT_IDLE

@@ -14,6 +14,7 @@ from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
     EFFORT,
     FAULT_ESTOP,
+    FAULT_IMU,
     POSITION,
     REASON_NON_FINITE,
     REASON_ORIENTATION,
@@ -198,6 +199,23 @@ def test_robot_estop_trips(servo):
     with pytest.raises(SafetyTrip) as trip:
         Safety(servo, 50).check_state(_state(faults=FAULT_ESTOP))
     assert trip.value.reason == REASON_ROBOT_FAULT
+
+
+def test_imu_fault_trips_to_safe_pose_with_a_one_line_reason(servo):
+    """Issue 23 item 2: the host drove on for 3 s with the IMU flagged invalid (a level quaternion)."""
+    with pytest.raises(SafetyTrip) as trip:
+        Safety(servo, 50).check_state(_state(faults=FAULT_IMU))
+    assert trip.value.reason == REASON_ROBOT_FAULT and "IMU failed" in str(trip.value)
+    assert "\n" not in str(trip.value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_orientation_is_named_as_such(servo, bad):
+    """Not "pitch 90 deg", as a NaN quaternion used to read."""
+    with pytest.raises(SafetyTrip) as trip:
+        Safety(servo, 50).check_state(_state(quaternion=(bad, 0.0, 0.0, 0.0)))
+    assert trip.value.reason == REASON_ORIENTATION
+    assert "not finite" in str(trip.value) and "deg" not in str(trip.value)
 
 
 def test_ramp_moves_linearly_to_the_first_pose():
