@@ -245,7 +245,11 @@ def report(
         for g, label in enumerate(labels):
             cell = cells[g][c]
             median, recovered = median_recovery(cell.recovery) if cell.recovery else (None, 0)
-            recovery = "-" if cell.recovery is None else f"{recovered}/{lifetimes}, {_fmt(median)} t"
+            recovery = (
+                "-"
+                if cell.recovery is None
+                else f"{recovered}/{lifetimes}, median {'never' if median is None else f'{median:.0f} t'}"
+            )
             row += [
                 f"{cell.mean:.2f} ± {cell.std:.2f}",
                 _fmt(percent(cell.mean, intact[g])),
