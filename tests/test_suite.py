@@ -111,7 +111,10 @@ def test_suite_evaluation_reports_every_condition_the_same_for_any_number_of_wor
     assert summary["ant"]["conditions"] == 1 and "ahead" in summary
     assert sum(summary["ahead"].values()) == 1
     out = capsys.readouterr().out
-    assert "held_out (1 conditions), ant: min" in out and "ant ahead by more than the spread on 0, ant-static on" in out
+    assert (
+        "held_out (1 conditions), ant: min" in out
+        and "ant ahead by more than the spread on 0, ant-static on" in out
+    )
 
 
 def test_train_suite_trains_on_the_train_split_only():
