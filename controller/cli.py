@@ -28,6 +28,7 @@ from controller.loop import Lifetime, median_recovery, run_lifetime
 from controller.plotting import pyplot
 
 DEFAULT_STEPS = 1000
+BACKENDS = ("auto", "numpy", "numba", "onnx")
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
 DAMAGE_HELP = (
     "damage spec, repeatable: cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, "
@@ -65,7 +66,10 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "40 for the Ants, 50 for servo-quad, 0 for CarRacing)",
     )
     parser.add_argument(
-        "--backend", default="auto", help="network backend: auto (numba if installed), numpy, numba, onnx"
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="network backend: auto (numba if installed), numpy, numba, onnx",
     )
     parser.add_argument(
         "--randomise",
@@ -125,6 +129,14 @@ def _genome(name: str | None, task: str | None) -> Genome:
     if task is not None and task not in TASKS:
         raise UserError(f"unknown task {task!r} for --sim; choose one of {', '.join(TASKS)}")
     return load_genome(name or task or "ant", task=task)
+
+
+def _build(genome: Genome, backend: str) -> Any:
+    """The genome's network on the chosen backend; a backend this install lacks is a one-line error."""
+    try:
+        return genome.build(backend)
+    except (ValueError, ImportError) as exc:
+        raise UserError(f"--backend {backend}: {exc}") from None
 
 
 def _describe(genome: Genome, source: str) -> str:
@@ -245,8 +257,10 @@ def run(args: argparse.Namespace) -> int:
     if args.serial:
         return run_serial(args)
     genome = _genome(args.genome, args.sim)
+    for path in (args.log, args.video):
+        _check_folder(path)
     env = _make_env(args, genome, render_mode="rgb_array" if args.video else None)
-    network = genome.build(args.backend)
+    network = _build(genome, args.backend)
     network.tick(np.zeros(genome.spec.obs_shape))  # compile/warm the backend outside the timed loop
     print(f"genome: {_describe(genome, args.genome or args.sim)}; backend {network.backend}")
     damage = ", ".join(_damages(args)) or "none"
@@ -291,9 +305,10 @@ def evaluate(args: argparse.Namespace) -> int:
         return evaluate_suite(args)
     if args.against or args.markdown:
         raise UserError("--against and --markdown compare genomes over a fault suite: add --suite NAME")
+    _check_folder(args.json)
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome)
-    network = genome.build(args.backend)
+    network = _build(genome, args.backend)
     lives = [
         run_lifetime(network, env, _steps(args), args.seed + k, settle_ticks=_settle(args, env, genome))
         for k in range(args.lifetimes)
@@ -355,8 +370,10 @@ def evaluate_suite(args: argparse.Namespace) -> int:
             f"suite {suite.name!r} is for task {suite.task!r}, not --sim {args.sim}; use --sim {suite.task}"
         )
     names = [args.genome] + ([args.against] if args.against else [])
-    for name in names:  # a bad genome is an error here, not in a worker
-        _genome(name, suite.task)
+    for name in names:  # a bad genome or backend is an error here, not in a worker
+        _build(_genome(name, suite.task), args.backend)
+    for path in (args.json, args.markdown):
+        _check_folder(path)
     labels = list(dict.fromkeys(names))
     if len(labels) < len(names):
         raise UserError("--against names the same genome; give a different one to compare with")
@@ -388,18 +405,20 @@ def evaluate_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_folder(path: str | None) -> None:
+    """An output file's folder must exist: say so before the work, not with a traceback after it."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {Path(path).parent} does not exist; create it first")
+
+
 def _write(path: str, text: str) -> None:
-    """Write an output file, naming a missing folder rather than failing with a traceback."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UserError(
-            f"cannot write {path}: folder {target.parent} does not exist; create it or choose another"
-        )
-    target.write_text(text)
+    _check_folder(path)
+    Path(path).write_text(text)
 
 
 def plot(args: argparse.Namespace) -> int:
     """Speed over time (1-second moving average) with the damage onset marked, and weight norms."""
+    _check_folder(args.output)
     plt = pyplot()
     path = Path(args.log)
     if not path.is_file():
@@ -455,6 +474,7 @@ def export(args: argparse.Namespace) -> int:
     """Write one whole control tick of a genome's network as an ONNX graph (docs/deploy.md)."""
     from controller.onnx_export import ACTION, OBSERVATION, export_onnx, weight_input, weight_output
 
+    _check_folder(args.output)
     genome = load_genome(args.genome)
     path = export_onnx(genome, args.output, args.opset)
     layers = range(1, len(genome.spec.layer_shapes) + 1) if genome.kind == "hebbian" else ()
