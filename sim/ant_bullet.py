@@ -31,7 +31,10 @@ displacement). The 40 settle ticks and the early stop are the loop's (``controll
 Damage: cut, lock and weaken act on the live body through pybullet's API. pybullet has no way to
 change a link's collision shape, so ``shorten_leg`` rebuilds the body from an edited copy of the
 MJCF file written to a temporary file and carries the simulation state over (base pose and
-velocity, joint angles and speeds), so it also works mid-run.
+velocity, joint angles and speeds), so it also works mid-run. The faults of the fault suites: ``slow``
+is a motor's torque-speed line (no drive left at the given speed), ``friction`` scales the floor's
+(Bullet multiplies the two surfaces' coefficients), ``payload`` adds mass to the torso, ``slope``
+tilts gravity (the observed roll and pitch stay the ground's).
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ OBS_CLIP = 5.0
 START_POSE = ((0.0, 0.0, 0.75), (0.0, 0.0, 0.0, 1.0))
 CUT_MASS = 1e-6  # kg: a cut segment weighs (almost) nothing
 LOCK_FORCE = 1e5  # N m: a seized joint's holding torque
+GRAVITY = 9.8  # m/s^2
+FLOOR_FRICTION = 0.8
 LOAD_FLAGS = pybullet.URDF_USE_SELF_COLLISION | pybullet.URDF_USE_SELF_COLLISION_EXCLUDE_ALL_PARENTS
 
 
@@ -133,6 +138,9 @@ class AntBulletEnv(Quadruped):
         self._cut: set[int] = set()
         self._locked: dict[str, float] = {}
         self._gain = np.ones(len(JOINTS))
+        self._faults: dict[str, Any] = {}
+        self._no_load = np.full(len(JOINTS), np.inf)  # rad/s at which each motor's drive is spent
+        self._speeds = np.zeros(len(JOINTS))
         self._build_world()
 
     # --- world and body ----------------------------------------------------------------------
@@ -141,13 +149,13 @@ class AntBulletEnv(Quadruped):
         p = self.client
         p.resetSimulation()
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
-        p.setGravity(0, 0, -9.8)
+        p.setGravity(0, 0, -GRAVITY)
         p.setDefaultContactERP(0.9)
         p.setPhysicsEngineParameter(
             fixedTimeStep=TIMESTEP * FRAME_SKIP, numSolverIterations=5, numSubSteps=FRAME_SKIP
         )
         (self._floor,) = p.loadSDF(os.path.join(pybullet_data.getDataPath(), "plane_stadium.sdf"))
-        p.changeDynamics(self._floor, -1, lateralFriction=0.8, restitution=0.5)
+        p.changeDynamics(self._floor, -1, lateralFriction=FLOOR_FRICTION, restitution=0.5)
         self._load_body(model_path())
 
     def _load_body(self, path: str) -> None:
@@ -185,6 +193,7 @@ class AntBulletEnv(Quadruped):
             self._remove_segment(leg)
         for joint, angle in self._locked.items():
             self._hold(joint, angle)
+        self._apply_faults()
 
     # --- damage (the vocabulary every simulated robot offers; see sim.damage) ---------------------
     def cut_leg(self, leg: int) -> None:
@@ -220,6 +229,37 @@ class AntBulletEnv(Quadruped):
         """The joint's motor gives ``fraction`` of its torque (0 = dead motor)."""
         self._gain[JOINTS.index(joint)] *= fraction
 
+    def slow_joint(self, joint: str, speed: float) -> None:
+        """The joint's motor drives it no faster than ``speed`` (rad/s): its torque falls to nothing
+        at that speed, as a DC motor's does along its torque-speed line. (pybullet's joint damping does
+        not act on this body; an explicit damping torque at the control rate would be unstable.)"""
+        self._no_load[JOINTS.index(joint)] = speed
+
+    def scale_friction(self, scale: float) -> None:
+        """The floor's friction times ``scale`` (every contact's, as Bullet multiplies the two)."""
+        self._faults["friction"] = self._faults.get("friction", 1.0) * scale
+        self._apply_faults()
+
+    def add_payload(self, fraction: float) -> None:
+        """A load of ``fraction`` of the robot's mass on the torso."""
+        self._faults["payload"] = self._faults.get("payload", 0.0) + fraction * self.total_mass()
+        self._apply_faults()
+
+    def tilt_ground(self, degrees: float) -> None:
+        """The ground rises ``degrees`` along +x: gravity tilted by as much."""
+        tilt = self._faults["tilt"] = self._faults.get("tilt", 0.0) + np.radians(degrees)
+        self.client.setGravity(-GRAVITY * np.sin(tilt), 0.0, -GRAVITY * np.cos(tilt))
+
+    def _apply_faults(self) -> None:
+        """(Re-)apply the faults that live on the body, after a fault or a rebuild of the body."""
+        p = self.client
+        if "friction" in self._faults:
+            p.changeDynamics(self._floor, -1, lateralFriction=FLOOR_FRICTION * self._faults["friction"])
+        if "payload" in self._faults:
+            base = p.getDynamicsInfo(self.body, -1)[0] if "base_mass" not in self._faults else None
+            self._faults.setdefault("base_mass", base)
+            p.changeDynamics(self.body, -1, mass=self._faults["base_mass"] + self._faults["payload"])
+
     @property
     def dt(self) -> float:
         """Control period (s): one tick is ``FRAME_SKIP`` physics substeps."""
@@ -247,7 +287,7 @@ class AntBulletEnv(Quadruped):
         vx, vy = c * velocity[0] - s * velocity[1], s * velocity[0] + c * velocity[1]
         states = p.getJointStates(body, self.joint_ids)
         angles = np.array([state[0] for state in states])
-        speeds = np.array([state[1] for state in states])
+        speeds = self._speeds = np.array([state[1] for state in states])
         touching = {contact[3] for contact in p.getContactPoints(bodyA=body, bodyB=self._floor)}
         obs = np.concatenate(
             [
@@ -269,6 +309,8 @@ class AntBulletEnv(Quadruped):
         self.damage = []
         self._lengths, self._cut, self._locked = {}, set(), {}
         self._gain[:] = 1.0
+        self._faults = {}
+        self._no_load[:] = np.inf
         self._build_world()
         p = self.client
         p.resetBasePositionAndOrientation(self.body, *START_POSE)
@@ -282,6 +324,8 @@ class AntBulletEnv(Quadruped):
 
     def step(self, action: np.ndarray):
         torque = TORQUE * self._gain * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if np.isfinite(self._no_load).any():  # a slow motor: less drive the faster it already turns that way
+            torque *= np.clip(1.0 - np.sign(torque) * self._speeds / self._no_load, 0.0, 1.0)
         self.client.setJointMotorControlArray(
             self.body, self.joint_ids, pybullet.TORQUE_CONTROL, forces=torque.tolist()
         )

@@ -120,3 +120,30 @@ def test_a_fault_the_robot_cannot_have_is_named():
         sim.make("servo-quad", ["slow:ankle_1:2"])
     with pytest.raises(SpecError, match="do not exist"):
         sim.make("servo-quad", ["bias:17:0.1"])
+
+
+def test_the_paper_ant_in_pybullet_has_the_same_faults():
+    def joint_speed(damage):
+        env = sim.make("ant-bullet", damage)
+        env.reset(seed=0)
+        robot = env.unwrapped
+        angles = []
+        for tick in range(60):
+            action = np.zeros(8)
+            action[0] = 1.0 if (tick // 20) % 2 == 0 else -1.0
+            env.step(action)
+            angles.append(robot.client.getJointState(robot.body, robot.joint_ids[0])[0])
+        angles = np.array(angles)
+        return float(np.abs(angles[5:] - angles[:-5]).max() / (5 * robot.dt)), robot
+
+    free, robot = joint_speed([])
+    mass = robot.total_mass()
+    slow, _ = joint_speed(["slow:hip_1:1"])
+    assert slow < 0.35 * free
+    _, loaded = joint_speed(["payload:0.5"])
+    assert loaded.total_mass() == pytest.approx(1.5 * mass)
+    _, tilted = joint_speed(["slope:5", "friction:0.5"])
+    gravity = tilted.client.getPhysicsEngineParameters()["gravityAccelerationX"]
+    assert gravity == pytest.approx(-9.8 * np.sin(np.radians(5)))
+    floor = tilted.client.getDynamicsInfo(tilted._floor, -1)[1]
+    assert floor == pytest.approx(0.4)
