@@ -31,8 +31,8 @@ DEFAULT_STEPS = 1000
 BACKENDS = ("auto", "numpy", "numba", "onnx")
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
 DAMAGE_HELP = (
-    "damage spec, repeatable: cut-leg:N, shorten-leg:N:FRACTION, lock:JOINT, weaken:JOINT:FRACTION, "
-    "obs-noise:STD, dropout:I[,I...], latency:K; append @SECONDS for a mid-run onset (e.g. cut-leg:2@15)"
+    "damage spec, repeatable, e.g. cut-leg:2, weaken:hip_1:0.3, slope:5; append @SECONDS for a mid-run onset "
+    "(cut-leg:2@15); every kind: README, 'Damage and faults'"
 )
 
 
