@@ -208,14 +208,15 @@ class Link:
         self.counters = Counters()
         start = time.monotonic()
         next_hello = start
+        hellos = set()  # an ERROR about another frame (one sent before this session) is no refusal
         while (now := time.monotonic()) < start + timeout:
             if now >= next_hello:
-                self.send(Hello())
+                hellos.add(self.send(Hello()))
                 next_hello = now + HELLO_INTERVAL_S
             for item in self.poll():
                 if isinstance(item.message, Info):
                     return item.message
-                if isinstance(item.message, Error):
+                if isinstance(item.message, Error) and item.message.seq in hellos:
                     raise LinkError(f"robot on {self.name} refused HELLO: {item.message.text}")
             self.wait(min(next_hello, start + timeout) - time.monotonic())
         if self.counters.rejected["version"]:

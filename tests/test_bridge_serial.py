@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import bridge_vectors
 import numpy as np
 import pytest
 import serial
@@ -26,9 +27,17 @@ from controller.deploy import Deployment
 from controller.genome import Genome
 from controller.network import NetworkSpec
 from firmware_bridge.cli import main as firmware_bridge
-from firmware_bridge.emulator import open_pty
+from firmware_bridge.emulator import AntBody, Firmware, open_pty
 from firmware_bridge.link import Link
-from firmware_bridge.protocol import FAULT_SAFE_POSE, FAULT_WATCHDOG, Heartbeat, encode
+from firmware_bridge.protocol import (
+    FAULT_IMU,
+    FAULT_SAFE_POSE,
+    FAULT_WATCHDOG,
+    BaseEstimate,
+    Heartbeat,
+    State,
+    encode,
+)
 from firmware_bridge.robot import load_robot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,9 +185,11 @@ def test_ctrl_c_and_sigterm_send_estop(emulator, sig, code, name):
     start = len(emulator.lines)
     proc = deploy(emulator.port, "--rate", "50")
     emulator.wait_for("commanding from COMMAND", start)
+    time.sleep(0.5)
     rc, stdout, stderr = proc.finish(sig)
     assert rc == code, stderr
     assert f"stopped: interrupted ({name}); ESTOP sent" in stdout and "Traceback" not in stderr
+    assert float(re.search(r"in ([\d.]+) s;", stdout).group(1)) >= 0.5  # it said "in 0.00 s"
     emulator.wait_for(r"ESTOP \(operator\): motors off", start)
 
 
@@ -293,3 +304,87 @@ def test_link_resyncs_after_garbage_and_counts_what_it_lost():
     finally:
         os.close(master)
         os.close(slave)
+
+
+class ScriptedRobot:
+    """A robot on a pty whose firmware logic is the emulator's (HELLO -> INFO, logs of ESTOP and
+    SAFE_POSE) but whose STATE stream is ``make_state(seconds since start)``: a firmware that lies."""
+
+    def __init__(self, make_state) -> None:
+        self.master, self.slave, self.path = open_pty()
+        self.log: list[str] = []
+        self.firmware = Firmware(AntBody(), log=lambda now, text: self.log.append(text))
+        self.make_state, self.stop = make_state, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        start = time.monotonic()
+        while not self.stop.wait(0.004):
+            now = time.monotonic() - start
+            try:
+                data = os.read(self.master, 65536)
+            except BlockingIOError:
+                data = b""
+            replies = self.firmware.receive(data, now)
+            state = dataclasses.replace(self.make_state(now), mcu_time_us=int(now * 1e6))
+            os.write(self.master, b"".join(replies) + encode(state, 0))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=LIMIT_S)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def _ant_state(faults: int = 0, joints: int = 8) -> State:
+    base = BaseEstimate(0.55, (0.0, 0.0, 0.0))
+    return State(
+        0, 0, faults, 0, (0.0,) * joints, (0.0,) * joints, (1.0, 0.0, 0.0, 0.0), (0.0,) * 3, 4, 0, base
+    )
+
+
+def test_a_state_that_contradicts_info_is_estop_and_a_one_line_error(capsys):
+    """Issue 23 item 3: 7 joints in STATE where INFO said 8 was a ValueError traceback and exit 1."""
+    robot = ScriptedRobot(lambda now: _ant_state(joints=7))
+    try:
+        rc = controller(["--serial", robot.path, "--robot", "ant", "--backend", "numpy", "--duration", "5"])
+        time.sleep(0.1)  # the ESTOP on its way through the pty
+    finally:
+        robot.close()
+    _one_line_error(rc, capsys.readouterr().err, "sent a STATE with 7 joints and 4 feet")
+    assert any(line.startswith("ESTOP (robot fault)") for line in robot.log), robot.log
+
+
+def test_imu_fault_sends_the_robot_to_its_safe_pose(capsys):
+    """Issue 23 item 2: half a second in, the robot flags its IMU invalid; the host stops, saying why,
+    after the time it actually ran (the summary said "in 0.00 s" after a trip)."""
+    robot = ScriptedRobot(lambda now: _ant_state(faults=FAULT_IMU if now > 0.5 else 0))
+    try:
+        rc = controller(["--serial", robot.path, "--robot", "ant", "--backend", "numpy", "--duration", "5"])
+        time.sleep(0.1)
+    finally:
+        robot.close()
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    assert "stopped: safety stop (robot fault): the robot reports its IMU failed (STATE fault 0x40)" in out
+    assert float(re.search(r"in ([\d.]+) s;", out).group(1)) > 0.1
+    assert any(line.startswith("SAFE_POSE requested (robot fault)") for line in robot.log), robot.log
+
+
+def test_emulator_keeps_serving_after_fuzzed_frames_over_the_pty(emulator):
+    """The bulk of the fuzzing feeds the firmware directly (test_bridge_emulator); here 5000 frames go
+    through the real pty to the emulator process, which must still answer HELLO afterwards."""
+    frames = bridge_vectors.field_fuzz_frames(5_000, seed=4)
+    with Link.open(emulator.port) as link:
+        for start in range(0, len(frames), 100):
+            link.port.write(b"\x00" + b"\x00".join(frames[start : start + 100]) + b"\x00")
+        errors = -1
+        while errors != link.counters.robot_errors:  # until its ERRORs answering the fuzz are over
+            errors = link.counters.robot_errors
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                link.wait(0.05)
+                link.poll()
+        info = link.handshake(timeout=30)
+    assert info.robot_name == "ant" and emulator.proc.poll() is None
