@@ -61,6 +61,60 @@ def _torch_default(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarra
     return rng.uniform(-bound, bound, (n_in, n_out))
 
 
+class PCG32:
+    """PCG32 (pcg-random.org's pcg32_srandom_r and pcg32_random_r), the generator the C tick draws a
+    robot's initial weights from (firmware_bridge/firmware/plastic/hq_pcg32.c): the same seed gives the
+    same float32 weights here and on the robot. Draws are computed as a batch by jumping the LCG ahead,
+    so a lifetime's 10k weights cost microseconds, not a Python loop."""
+
+    MULTIPLIER = 6364136223846793005
+    MASK = (1 << 64) - 1
+    WEIGHT_SCALE = np.float32(0.1) / np.float32(1 << 23)  # exact: a power of two
+
+    def __init__(self, seed: int, stream: int = 0) -> None:
+        self.inc = ((stream << 1) | 1) & self.MASK
+        self.state = 0
+        self.next_uint32(1)
+        self.state = (self.state + seed) & self.MASK
+        self.next_uint32(1)
+
+    def next_uint32(self, n: int) -> np.ndarray:
+        """The next ``n`` outputs (uint32)."""
+        # state after k steps = mult[k] * state + add[k] (mod 2^64), filled in doubling blocks
+        mult, add = np.ones(n + 1, dtype=np.uint64), np.zeros(n + 1, dtype=np.uint64)
+        step_mult, step_add, done = self.MULTIPLIER, self.inc, 1
+        while done <= n:
+            size = min(done, n + 1 - done)
+            mult[done : done + size] = mult[:size] * np.uint64(step_mult)
+            add[done : done + size] = add[:size] * np.uint64(step_mult) + np.uint64(step_add)
+            step_add = (step_mult * step_add + step_add) & self.MASK
+            step_mult = (step_mult * step_mult) & self.MASK
+            done += size
+        states = mult * np.uint64(self.state) + add
+        self.state = int(states[-1])
+        old = states[:-1]
+        xorshifted = (((old >> np.uint64(18)) ^ old) >> np.uint64(27)).astype(np.uint32)
+        rot = (old >> np.uint64(59)).astype(np.uint32)
+        return (xorshifted >> rot) | (xorshifted << ((np.uint32(32) - rot) & np.uint32(31)))
+
+    def uniform_weights(self, n: int) -> np.ndarray:
+        """``n`` float32 weights uniform in [-0.1, 0.1): each draw's top 24 bits, centred, times
+        0.1 / 2^23 (one rounding), as hq_pcg32_uniform_weight computes them."""
+        centred = (self.next_uint32(n) >> np.uint32(8)).astype(np.int32) - np.int32(1 << 23)
+        return centred.astype(np.float32) * self.WEIGHT_SCALE
+
+
+def lifetime_seed(rng: np.random.Generator) -> int:
+    """The one 64-bit seed a ``uniform_pcg32`` lifetime draws its weights from (give it to the C
+    tick's hq_plastic_reset to start the robot from the same weights)."""
+    return int(rng.integers(0, 1 << 64, dtype=np.uint64))
+
+
+def _uniform_pcg32(rng: PCG32, n_in: int, n_out: int) -> np.ndarray:
+    """uniform(-0.1, 0.1) like ``uniform``, but from the PCG32 stream a robot can draw too."""
+    return rng.uniform_weights(n_in * n_out).reshape(n_in, n_out)
+
+
 def _sparse(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
     """Normal(0, 0.01) with 80% of each output's incoming synapses zero, as torch's sparse_."""
     w = rng.normal(0.0, 0.01, (n_in, n_out))
@@ -78,6 +132,7 @@ INITS = {
     "kaiming_normal": _kaiming_normal,
     "default": _torch_default,
     "sparse": _sparse,
+    "uniform_pcg32": _uniform_pcg32,  # its generator is the lifetime's PCG32, seeded from the rng
 }
 
 
@@ -330,7 +385,8 @@ class HebbianNetwork(FeedForward):
             raise ValueError("init 'coevolve' needs the genome's evolved initial weights")
         else:
             init = INITS[self.spec.init]
-            self.set_weights([init(rng, n_in, n_out) for n_in, n_out in self.spec.layer_shapes])
+            source = PCG32(lifetime_seed(rng)) if self.spec.init == "uniform_pcg32" else rng
+            self.set_weights([init(source, n_in, n_out) for n_in, n_out in self.spec.layer_shapes])
         self.lifetime_ticks = 0
 
     def update(self) -> None:
