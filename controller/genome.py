@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import reprlib
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,6 +38,10 @@ from controller.rules import get_rule
 FORMAT_VERSION = 1
 KINDS = ("hebbian", "static")
 COEVOLVE = "coevolve"
+META_BYTES = 1 << 20  # a genome's JSON metadata is a few kB
+MAX_PARAMETERS = 1 << 26  # 256 MiB of float32; evolve's largest network (evolve/config.py) has under 25 M
+MAX_MAGNITUDE = 1e4  # evolved parameters stay within +-10; from about 1e19 the plastic update overflows
+MAX_SETTLE_TICKS = 100_000  # zero-action ticks before control, as the controller's --settle allows
 
 
 def code_version() -> str:
@@ -104,7 +111,7 @@ class Genome:
 
     @classmethod
     def parameter_count(cls, kind: str, spec: NetworkSpec) -> int:
-        return sum(int(np.prod(shape)) for _, shape in cls.array_shapes(kind, spec))
+        return sum(math.prod(shape) for _, shape in cls.array_shapes(kind, spec))
 
     @classmethod
     def from_vector(
@@ -180,6 +187,133 @@ def _fail(source: str, problem: str) -> UserError:
     return UserError(f"bad genome file {source}: {problem}")
 
 
+# Each metadata field, the JSON type it must have and how to say so.
+FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "kind": (str, "a string"),
+    "layer_sizes": (list, "a list"),
+    "activations": (list, "a list"),
+    "rule": ((str, type(None)), "a string or null"),
+    "init": (str, "a string"),
+    "normalise": (bool, "true or false"),
+    "task": (str, "a string"),
+    "provenance": (dict, "an object"),
+}
+
+
+def _header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a ``.npy`` member: only its header is unpacked."""
+    with archive.open(f"{key}.npy") as stream:
+        version = np.lib.format.read_magic(stream)
+        fmt = np.lib.format
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(stream)
+        return shape, fortran, dtype, stream.tell()
+
+
+def _data(archive: zipfile.ZipFile, key: str, source: str, header: tuple) -> np.ndarray:
+    """The member's array once its header is checked; its declared unpacked size must be what that
+    shape holds, so a small file that inflates to gigabytes (a zip bomb) is refused before it is read."""
+    shape, fortran, dtype, offset = header
+    count = math.prod(shape)
+    needed = count * dtype.itemsize
+    declared = archive.getinfo(f"{key}.npy").file_size - offset
+    if declared != needed:
+        raise _fail(source, f"{key!r} would unpack to {declared:,} bytes, its shape {shape} holds {needed:,}")
+    with archive.open(f"{key}.npy") as stream:
+        stream.seek(offset)
+        data = stream.read(needed)
+    return np.frombuffer(data, dtype, count).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _metadata(archive: zipfile.ZipFile, source: str) -> dict[str, Any]:
+    """The ``meta`` entry: a JSON object whose fields have the types :data:`FIELDS` gives."""
+    header = _header(archive, "meta")
+    shape, _, dtype, _ = header
+    if shape != () or dtype.kind != "U" or dtype.itemsize > META_BYTES:
+        raise _fail(source, f"'meta' is a {dtype} array of shape {shape}, not a JSON string")
+    try:
+        meta = json.loads(str(_data(archive, "meta", source, header)[()]))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _fail(source, f"'meta' is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _fail(source, f"'meta' is a JSON {type(meta).__name__}, not an object of fields")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _fail(
+            source,
+            f"format version {reprlib.repr(meta.get('format_version'))}, this code reads {FORMAT_VERSION}",
+        )
+    for key, (types, what) in FIELDS.items():
+        if key not in meta:
+            raise _fail(source, f"metadata field {key!r} is missing")
+        if not isinstance(meta[key], types):
+            raise _fail(source, f"metadata field {key!r} must be {what}, got {reprlib.repr(meta[key])}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in meta["layer_sizes"]):
+        raise _fail(
+            source,
+            f"metadata field 'layer_sizes' must hold whole numbers, got {reprlib.repr(meta['layer_sizes'])}",
+        )
+    settle = meta["provenance"].get("settle_ticks", 0)
+    if not isinstance(settle, int) or isinstance(settle, bool) or not 0 <= settle <= MAX_SETTLE_TICKS:
+        raise _fail(
+            source,
+            f"provenance 'settle_ticks' must be a whole number 0-{MAX_SETTLE_TICKS}, "
+            f"got {reprlib.repr(settle)}",
+        )
+    return meta
+
+
+def _spec(meta: dict[str, Any], source: str) -> NetworkSpec:
+    if meta["kind"] not in KINDS:
+        raise _fail(source, f"kind {meta['kind']!r} is not one of {', '.join(KINDS)}")
+    try:
+        spec = NetworkSpec(
+            layer_sizes=tuple(meta["layer_sizes"]),
+            activations=tuple(meta["activations"]),
+            rule=meta["rule"] or "ABCD_lr",
+            init=meta["init"],
+            normalise=meta["normalise"],
+            frontend=meta.get("frontend"),  # absent in files written before front ends existed
+        )
+    except (TypeError, ValueError) as exc:
+        raise _fail(source, f"malformed metadata ({exc})") from None
+    count = Genome.parameter_count(meta["kind"], spec)
+    if count > MAX_PARAMETERS:
+        raise _fail(
+            source, f"its metadata declares {count:,} parameters; a genome holds at most {MAX_PARAMETERS:,}"
+        )
+    return spec
+
+
+def _read(path: Path, source: str) -> tuple[dict[str, Any], NetworkSpec, dict[str, np.ndarray]]:
+    """Metadata, spec and arrays of a genome archive, each checked before the next is read."""
+    with path.open("rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise _fail(
+                source, "this is a .npy array, not a genome; a genome is the .npz archive evolve writes"
+            )
+    with zipfile.ZipFile(path) as archive:
+        members = set(archive.namelist())
+        if "meta.npy" not in members:
+            raise _fail(source, "no 'meta' entry; this is not a genome written by save_genome")
+        meta = _metadata(archive, source)
+        spec = _spec(meta, source)
+        shapes = Genome.array_shapes(meta["kind"], spec)
+        unexpected = members - {f"{key}.npy" for key in ("meta", *(key for key, _ in shapes))}
+        if unexpected:
+            raise _fail(source, f"unexpected entries {sorted(unexpected)}")
+        arrays = {}
+        for key, shape in shapes:
+            if f"{key}.npy" not in members:
+                raise _fail(source, f"missing array {key!r}")
+            header = _header(archive, key)
+            if header[0] != shape:
+                raise _fail(source, f"array {key!r} has shape {header[0]}, the metadata says {shape}")
+            if header[2] != np.float32:
+                raise _fail(source, f"array {key!r} is {header[2]}, expected float32")
+            arrays[key] = _data(archive, key, source, header)
+    return meta, spec, arrays
+
+
 def load_genome(
     source: str | os.PathLike,
     task: str | None = None,
@@ -198,48 +332,30 @@ def load_genome(
             f"genome file {name} not found; give a path to a .npz genome or one of {', '.join(SHIPPED)}"
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        meta, spec, arrays = _read(path, name)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise _fail(name, f"not a readable .npz archive ({exc}); re-export or re-download it") from None
-    if "meta" not in arrays:
-        raise _fail(name, "no 'meta' entry; this is not a genome written by save_genome")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise _fail(
-                name, f"format version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}"
-            )
-        kind = meta["kind"]
-        if kind not in KINDS:
-            raise _fail(name, f"kind {kind!r} is not one of {', '.join(KINDS)}")
-        spec = NetworkSpec(
-            layer_sizes=tuple(meta["layer_sizes"]),
-            activations=tuple(meta["activations"]),
-            rule=meta["rule"] or "ABCD_lr",
-            init=meta["init"],
-            normalise=bool(meta["normalise"]),
-            frontend=meta.get("frontend"),  # absent in files written before front ends existed
-        )
-        genome_task = str(meta["task"])
-    except UserError:
-        raise
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise _fail(name, f"malformed metadata ({exc})") from None
     loaded: dict[str, list[np.ndarray]] = {"coefficients": [], "weights": [], "frontend": []}
-    for key, shape in Genome.array_shapes(kind, spec):
-        if key not in arrays:
-            raise _fail(name, f"missing array {key!r}")
-        array = arrays.pop(key)
-        if array.shape != shape:
-            raise _fail(name, f"array {key!r} has shape {array.shape}, the metadata says {shape}")
-        if array.dtype != np.float32:
-            raise _fail(name, f"array {key!r} is {array.dtype}, expected float32")
+    for key, array in arrays.items():
         if not np.all(np.isfinite(array)):
             raise _fail(name, f"array {key!r} holds NaN or infinite values")
+        largest = float(np.abs(array).max(initial=0.0))
+        if largest > MAX_MAGNITUDE:
+            raise _fail(
+                name,
+                f"array {key!r} holds values up to {largest:.3g}, beyond the +-{MAX_MAGNITUDE:g} a genome's "
+                "parameters stay within (evolved ones: within +-10); the file is damaged",
+            )
         loaded[key.split("_")[0]].append(array)
-    if arrays:
-        raise _fail(name, f"unexpected arrays {sorted(arrays)}")
+    genome_task = meta["task"]
     if task is not None and genome_task != task:
         raise UserError(
             f"genome {name} was evolved for task {genome_task!r}, not {task!r}; "
@@ -255,7 +371,7 @@ def load_genome(
                 "use a genome evolved for this robot"
             )
     return Genome(
-        kind,
+        meta["kind"],
         spec,
         genome_task,
         loaded["coefficients"],
