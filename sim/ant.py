@@ -2,7 +2,8 @@
 
 Built from gymnasium's Ant model through ``mujoco.MjSpec``: actuators are put in leg order, the
 lower segments are named ``lower_leg_N``, and damage edits the spec and recompiles with the
-simulation state kept (:meth:`AntEnv.damage_body`), so a leg can be cut at any tick.
+simulation state kept (the damage methods of :class:`sim.mujoco_quadruped.MujocoQuadruped`, e.g.
+:meth:`~sim.mujoco_quadruped.MujocoQuadruped.cut_leg`), so a leg can be cut at any tick.
 
 Legs and joints as in :mod:`sim.quadruped` (1 front-left, 2 back-left, 3 back-right, 4 front-right);
 leg N's lower segment is the body ``lower_leg_N``.
