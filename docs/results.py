@@ -2,7 +2,7 @@
 
     python docs/results.py [--task ant] [--lifetimes 20] [--workers 2]
     python docs/results.py --task servo-quad --lifetimes 50
-    python docs/results.py --gait --hebbian runs/ant_limits/latest.npz   # which joints each genome moves
+    python docs/results.py --gait --hebbian runs/NAME/best.npz   # which joints each genome moves
 
 Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
 (1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
@@ -68,7 +68,7 @@ TASKS = {
             Row("hip_2 motor at 30%", ("weaken:hip_2:0.3",)),
             *[Row(f"leg {n} cut at tick {CUT_TICK}", midrun_leg=n) for n in (2, 1, 4)],
         ),
-        ("launch/ant_mirror.yaml", "launch/ant_mirror2.yaml"),
+        ("launch/genomes/ant_hebbian_stage1.yaml", "launch/genomes/ant_hebbian_stage2.yaml"),
         "ant",
         "ant-static",
         "results_table.md",
@@ -83,7 +83,7 @@ TASKS = {
             Row(f"randomised, leg 2 cut at tick {CUT_TICK}", (), True, midrun_leg=2),
             Row("randomised, heading input zeroed (ablation)", ("dropout:6",), True),
         ),
-        ("launch/servo_quad.yaml",),
+        ("launch/genomes/servo_quad_hebbian.yaml",),
         "servo-quad",
         "servo-quad-static",
         "results_table_servo_quad.md",
