@@ -8,7 +8,9 @@ A file may name a ``base:`` file whose keys it starts from, so each stage of a r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import sys
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from controller.errors import UserError
+from controller.genome import MAX_SETTLE_TICKS
 from controller.network import ACTIVATIONS, INITS
 from controller.rules import RULES
 from evolve.openai_es import ESParams
@@ -115,8 +118,17 @@ def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= low), f">= {low}"
 
 
+def _between(low: float, high: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: low <= v <= high), f"between {low} and {high}"
+
+
 def _fraction() -> tuple[Callable[[Any], bool], str]:
     return (lambda v: 0 < v <= 1), "in (0, 1]"
+
+
+# Upper bounds sit far above any run here (population 200, 2000 generations, 1000 ticks) and below what
+# would exhaust memory or never end a generation.
+MAX_HIDDEN = (4, 1024)  # hidden layers, neurons per layer: a genome stays under the loader's bound
 
 
 # key -> (predicate, what a valid value is); type checks come first, from the defaults above.
@@ -127,10 +139,10 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "activation": _one_of(*ACTIVATIONS),
     "init": _one_of(*INITS, "coevolve"),
     "network_backend": _one_of("auto", "numpy", "numba"),
-    "parameter_init_std": _at_least(0),
+    "parameter_init_std": _between(0, 100),  # the start stays within a genome's +-1e4
     "symmetry": _one_of("none", "mirror"),
-    "generations": _at_least(1),
-    "population": ((lambda v: v >= 2 and v % 2 == 0), "an even number >= 2 (mirrored pairs)"),
+    "generations": _between(1, 100_000),
+    "population": ((lambda v: 2 <= v <= 10_000 and v % 2 == 0), "an even number 2-10000 (mirrored pairs)"),
     "sigma": ((lambda v: v > 0), "> 0"),
     "sigma_decay": _fraction(),
     "sigma_min": _at_least(0),
@@ -138,9 +150,10 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_decay": _fraction(),
     "l2": _at_least(0),
     "optimizer": _one_of("sgd", "adam"),
-    "ticks": _at_least(1),
-    "settle_ticks": _at_least(0),
-    "lifetimes": _at_least(1),
+    "seed": _between(0, 2**31 - 1),
+    "ticks": _between(1, 100_000),
+    "settle_ticks": _between(0, MAX_SETTLE_TICKS),
+    "lifetimes": _between(1, 100),
     "fitness_cap": _at_least(0),
     "overshoot_cost": _at_least(0),
     "fitness_shaping": _one_of("pooled", "per_body"),
@@ -148,12 +161,12 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "joint_motion_reward": _at_least(0),
     "fall_cost": _at_least(0),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
-    "validation_lifetimes": _at_least(1),
-    "validation_ticks": _at_least(1),
+    "validation_lifetimes": _between(1, 100),
+    "validation_ticks": _between(1, 100_000),
     "validate_every": _at_least(1),
     "snapshot_every": _at_least(0),
     "backend": _one_of("local", "ray"),
-    "workers": _at_least(0),
+    "workers": _between(0, 1024),
 }
 
 
@@ -171,10 +184,15 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 raise ConfigError(f"config key {name!r}: {exc}") from None
         return tuple(tuple(v) for v in value)
     if name == "hidden":
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        layers, width = MAX_HIDDEN
+        if not (
+            isinstance(value, list | tuple)
+            and len(value) <= layers
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= width for v in value)
         ):
-            raise ConfigError(f"config key 'hidden' must be a list of positive layer sizes, got {value!r}")
+            raise ConfigError(
+                f"config key 'hidden' must be a list of up to {layers} layer sizes 1-{width}, got {value!r}"
+            )
         return tuple(value)
     if name == "train_suite":
         if value is not None and not isinstance(value, str):
@@ -201,10 +219,12 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return value
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = float(value) if abs(value) <= sys.float_info.max else math.inf
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         expected = "true or false" if kind is bool else kind.__name__
         raise ConfigError(f"config key {name!r} must be {expected}, got {value!r}")
+    if kind is float and not math.isfinite(value):  # .inf or .nan would run on and write NaN genomes
+        raise ConfigError(f"config key {name!r} must be a finite number, got {value!r}")
     return value
 
 
@@ -254,15 +274,65 @@ def _with_suite(config: Config, listed: tuple[tuple[str, ...], ...] | None) -> C
     return replace(config, train_damages=bodies)
 
 
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key given twice in one mapping is an error: PyYAML would
+    keep the last one silently, and a run would differ from what its file seems to say."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<:`` merges another mapping, whose keys this one may override
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class refuses it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as YAML (``hidden=[64,32]``, ``normalise=false``)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r} must look like key=value")
     key, raw = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(raw)
+        return key.strip(), yaml.load(raw, Loader=StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A config file's mapping of keys to values: UTF-8, valid YAML, no key twice, not empty (an empty
+    file would run every default)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        values = yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None)
+        detail = f" ({problem})" if problem else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}{detail}; fix the syntax") from None
+    if values is None or values == {}:
+        raise ConfigError(
+            f"config file {path} is empty, which would run {Config.generations} generations of defaults; "
+            "name a task (task: ant) or start from a file in launch/"
+        )
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys to values")
+    return values
 
 
 def _read_values(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -273,14 +343,7 @@ def _read_values(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file {path}{where} not found; see launch/ for examples")
     if path.resolve() in chain:
         raise ConfigError(f"config file {chain[-1]}: base {path} is already in the chain; remove the loop")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must be a mapping of keys to values")
+    values = read_mapping(path)
     base = values.pop("base", None)
     if base is None:
         return values
