@@ -43,6 +43,7 @@ static void hq_forward(const float *x, const float *w, float *y, unsigned n_in, 
     }
 }
 
+#if HQ_NORMALISE
 /* |w|'s bits: for non-negative floats their order is the values' order, and NaN's are above all,
  * so an integer max finds the peak as np.max(np.abs(w)) does, NaN included. */
 static uint32_t hq_magnitude_bits(float value)
@@ -52,12 +53,24 @@ static uint32_t hq_magnitude_bits(float value)
     return bits & 0x7fffffffu;
 }
 
+/* w / max|w| (its bits given), when that max is positive: one correctly rounded division per weight. */
+static void hq_normalise(float *w, unsigned n, uint32_t peak_bits)
+{
+    float peak;
+    memcpy(&peak, &peak_bits, sizeof peak);
+    if (peak > 0.0f) {
+        for (unsigned s = 0; s < n; ++s) {
+            w[s] = w[s] / peak;
+        }
+    }
+}
+#endif
+
 /* w += eta * (A*pre*post + B*pre + C*post + D) with eta folded in, summed in the numpy path's order;
  * terms the rule lacks are not stored (adding their exact zeros would change no value). `at` is the
  * layer's first synapse in the genome's term tables. Then, if the genome says so, w / max|w|. */
 static void hq_update(float *w, const float *x, const float *y, unsigned n_in, unsigned n_out, unsigned at)
 {
-    unsigned n = n_in * n_out;
 #if HQ_NORMALISE
     uint32_t peak_bits = 0u;
 #endif
@@ -84,15 +97,7 @@ static void hq_update(float *w, const float *x, const float *y, unsigned n_in, u
         }
     }
 #if HQ_NORMALISE
-    float peak;
-    memcpy(&peak, &peak_bits, sizeof peak);
-    if (peak > 0.0f) {
-        for (unsigned s = 0; s < n; ++s) {
-            w[s] = w[s] / peak;
-        }
-    }
-#else
-    (void)n;
+    hq_normalise(w, n_in * n_out, peak_bits);
 #endif
 }
 
@@ -114,17 +119,15 @@ void hq_plastic_reset(hq_plastic *net, uint64_t seed)
 const float *hq_plastic_tick(hq_plastic *net, const float *observation)
 {
     float *x = net->activations;
-    float *w = net->weights;
     unsigned at = 0;
     memcpy(x, observation, HQ_OBS_SIZE * sizeof *x);
     for (unsigned layer = 0; layer < HQ_LAYERS; ++layer) {
         const unsigned n_in = hq_layer_sizes[layer];
         const unsigned n_out = hq_layer_sizes[layer + 1];
         float *y = x + n_in;
-        hq_forward(x, w, y, n_in, n_out, hq_layer_tanh[layer]);
-        hq_update(w, x, y, n_in, n_out, at);
+        hq_forward(x, net->weights + at, y, n_in, n_out, hq_layer_tanh[layer]);
+        hq_update(net->weights + at, x, y, n_in, n_out, at);
         x = y;
-        w += n_in * n_out;
         at += n_in * n_out;
     }
     return x;
