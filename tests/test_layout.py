@@ -1,0 +1,178 @@
+"""The repository's layout: imports follow the layers, and finished runs are not in git.
+
+Layers, lowest first: the plastic-network library (``PLASTIC``) needs nothing else of the project;
+``sim`` (simulated robots) and ``firmware_bridge`` (the serial robot link) stand beside each other and
+need nothing of ``evolve``; the commands sit on top. Every ``import`` counts, at module level or inside a
+function, since a function-local import is still a dependency, only a later one. Each test takes one
+module, so an import that breaks a rule fails that module's case; a known break is an
+``xfail(strict=True)`` naming its edge, and passes the day the edge goes (then remove the mark).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("controller", "sim", "firmware_bridge", "evolve")
+# the plastic-network library: network, rules, backends, genome files, the fixed-rate loop
+PLASTIC = {
+    f"controller.{name}"
+    for name in (
+        "network",
+        "rules",
+        "_fused",
+        "genome",
+        "loop",
+        "conv",
+        "onnx_backend",
+        "onnx_export",
+        "files",
+        "errors",
+    )
+}
+CONTROLLER_COMMANDS = {f"controller.{name}" for name in ("cli", "deploy", "suite_eval", "plotting")}
+# the bridge modules that play a robot from a simulated one (servo_body: the emulator's servo-quad hardware)
+EMULATORS = {f"firmware_bridge.{name}" for name in ("emulator", "opencat_emulator", "servo_body")}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Every module of the four packages, by dotted name."""
+    return {
+        _module_name(path): path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def _project_module(name: str) -> str | None:
+    """The project module an imported dotted name lives in (its longest module prefix), if any."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in modules():
+            return prefix
+    return None
+
+
+def _imported_names(module: str, path: Path) -> set[str]:
+    """Dotted names the module imports anywhere in its body; ``from P import x`` gives ``P.x`` (a
+    submodule, when there is one) and ``P``."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@cache
+def graph() -> dict[str, frozenset[str]]:
+    """module -> the project modules it imports (itself excluded)."""
+    edges = {}
+    for module, path in modules().items():
+        targets = {_project_module(name) for name in _imported_names(module, path)}
+        edges[module] = frozenset(t for t in targets if t is not None and t != module)
+    return edges
+
+
+def _package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _on_cycle(start: str) -> list[str] | None:
+    """A cycle through ``start`` as a list of modules (start ... start), or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        module, path = stack.pop()
+        for target in sorted(graph()[module]):
+            if target == start:
+                return [*path, start]
+            if target not in seen:
+                seen.add(target)
+                stack.append((target, [*path, target]))
+    return None
+
+
+def _forbidden(module: str) -> set[str]:
+    """The modules and packages ``module`` must not import, by the layer rules."""
+    package = _package(module)
+    forbidden = set()
+    if package in ("sim", "firmware_bridge"):
+        forbidden.add("evolve")
+    if package == "sim":
+        forbidden.add("firmware_bridge")
+    if package == "firmware_bridge" and module not in EMULATORS:
+        forbidden.add("sim")
+    if module in PLASTIC:
+        forbidden |= {"sim", "evolve", "firmware_bridge", *CONTROLLER_COMMANDS}
+    return forbidden
+
+
+def _violations(module: str) -> list[str]:
+    forbidden = _forbidden(module)
+    return sorted(t for t in graph()[module] if t in forbidden or _package(t) in forbidden)
+
+
+# module -> the edges of the cycle it is on today (genome.py imports onnx_backend inside a function)
+KNOWN_CYCLES = {
+    **dict.fromkeys(
+        ("controller.genome", "controller.onnx_backend", "controller.onnx_export"),
+        "cycle: controller.genome -> controller.onnx_backend -> controller.genome, and "
+        "controller.onnx_backend -> controller.onnx_export -> controller.genome",
+    ),
+    **dict.fromkeys(
+        ("firmware_bridge.emulator", "firmware_bridge.servo_body"),
+        "cycle: firmware_bridge.emulator -> firmware_bridge.servo_body -> firmware_bridge.emulator",
+    ),
+}
+
+
+def _known(module: str) -> pytest.param:
+    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES[module])] if module in KNOWN_CYCLES else []
+    return pytest.param(module, marks=marks, id=module)
+
+
+def test_the_layer_rules_see_every_package_and_plastic_module():
+    assert set(map(_package, modules())) == set(PACKAGES)
+    assert set(modules()) >= PLASTIC | CONTROLLER_COMMANDS | EMULATORS
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_imports_follow_the_layers(module):
+    assert _violations(module) == [], f"{module} imports {_violations(module)} against the layers"
+
+
+@pytest.mark.parametrize("module", [_known(m) for m in sorted(modules())])
+def test_no_import_cycle(module):
+    cycle = _on_cycle(module)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_finished_runs_are_not_in_git():
+    """runs/ holds runs in progress only: a run still going may keep its checkpoint committed (the
+    fault-trained runs, runs/*_faults/), a finished one leaves git (which keeps it in history)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "runs"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [path for path in listed if not re.fullmatch(r"runs/[^/]+_faults/.+", path)] == []
