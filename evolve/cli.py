@@ -9,7 +9,6 @@ evolve plot runs/NAME [-o curve.png]  # learning curve: train and held-out valid
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -17,11 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-import yaml
-
 from controller.errors import UserError
 from controller.plotting import pyplot
-from evolve.config import ConfigError, load_config, parse_override
+from evolve.config import ConfigError, load_config, parse_override, read_mapping
 from sim.damage import SpecError
 
 # What --resume may change: where it runs, and how long (the trajectory does not depend on either).
@@ -66,18 +63,18 @@ def run(args: argparse.Namespace) -> int:
 
 def plot(args: argparse.Namespace) -> int:
     """Fitness of the population and of the mean genome (train and held-out) per generation."""
+    from evolve.run import read_log  # imports the simulator: only when plotting
+
     plt = pyplot()
     log = Path(args.run) / "log.jsonl"
     if not log.is_file():
         raise UserError(f"{log} not found; is {args.run} a run directory written by evolve?")
-    lines = log.read_text().splitlines(keepends=True)
-    # A running evolution may be halfway through appending the last line.
-    records = [json.loads(line) for line in lines if line.endswith("\n")]
+    records = read_log(log)  # a running evolution may be halfway through appending the last line
     if not records:
         raise UserError(f"{log} holds no finished generation yet")
     gens = [r["generation"] + 1 for r in records]
     config = Path(args.run) / "config.yaml"
-    randomised = config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("randomise")
+    randomised = config.is_file() and read_mapping(config).get("randomise")
     drawn = ", held-out randomisations" if randomised else ""  # validation seeds never train
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(gens, [r["mean"] for r in records], color="0.7", label="population mean")

@@ -302,7 +302,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key.strip(), yaml.load(raw, Loader=StrictLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem})") from None
 
 
 def read_mapping(path: Path) -> dict[str, Any]:

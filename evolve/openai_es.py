@@ -15,6 +15,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -106,6 +107,10 @@ class OpenAIES:
             )
         if params.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be sgd or adam, got {params.optimizer!r}")
+        if not all(math.isfinite(v) and v > 0 for v in (params.sigma, params.lr)):  # inf: a NaN mean
+            raise ValueError(f"sigma and lr must be finite and > 0, got {params.sigma} and {params.lr}")
+        if seed < 0:  # the noise generator's seed words are unsigned
+            raise ValueError(f"seed must be >= 0, got {seed}")
         self.params = params
         self.seed = seed
 

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -28,7 +30,7 @@ from controller.files import atomic_write
 from controller.genome import Genome, load_genome, save_genome
 from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
-from evolve.config import Config, ConfigError, config_to_dict, make_config
+from evolve.config import Config, ConfigError, config_to_dict, make_config, read_mapping
 from evolve.fitness import (
     Job,
     Result,
@@ -43,6 +45,7 @@ from evolve.openai_es import ESParams, ESState, OpenAIES, Population
 from evolve.symmetry import SearchSpace, search_space
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
+MAX_UPDATE_BYTES = 8 << 30  # an ES update holds population/2 float32 noise vectors of the search space
 
 
 def es_params(config: Config) -> ESParams:
@@ -59,14 +62,23 @@ def save_checkpoint(path: Path, state: ESState, best: dict[str, Any]) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> tuple[ESState, dict[str, Any]]:
+def load_checkpoint(path: Path, size: int) -> tuple[ESState, dict[str, Any]]:
+    """The ES state and best score a run saved, checked against its search space of ``size`` parameters;
+    a damaged checkpoint is an error that leaves the run folder as it is and says how to go on."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
             state = ESState.from_dict({**meta, **{k: archive[k] for k in archive.files if k != "meta"}})
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"cannot resume: checkpoint {path} is unreadable ({exc}); start anew") from None
-    return state, meta["best"]
+        best = {"score": meta["best"]["score"], "generation": meta["best"]["generation"]}
+        if any(a.shape != (size,) for a in (state.mean, state.adam_m, state.adam_v)):
+            raise ValueError(f"its arrays do not hold this run's {size} parameters")
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, ValueError) as exc:
+        run = path.parent
+        raise ConfigError(
+            f"cannot resume: {path} is damaged ({exc}); to go on from the run's last genome: evolve --config "
+            f"{run}/config.yaml --set init_from={run}/latest.npz --out NEW_RUN"
+        ) from None
+    return state, best
 
 
 def population_stats(fitness: np.ndarray, results: list[Result]) -> dict[str, Any]:
@@ -142,12 +154,30 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _truncate_log(path: Path, generation: int) -> None:
-    """Drop log lines of generations the checkpoint does not hold (a killed run's last one)."""
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """A run's generation records. An unfinished last line is left out: a run stopped while writing it,
+    and the log is written before the checkpoint, so it is always a generation past the checkpoint."""
     if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if json.loads(line)["generation"] < generation]
-    atomic_write(path, "".join(line + "\n" for line in lines).encode())
+        return []
+    *lines, _unfinished = path.read_bytes().split(b"\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and isinstance(record.get("generation"), int)):
+            raise ConfigError(
+                f"{path} line {number} is not a generation record (a damaged log?); fix or remove it"
+            )
+        records.append(record)
+    return records
+
+
+def _truncate_log(path: Path, records: list[dict[str, Any]], generation: int) -> None:
+    """Keep the records of the generations the checkpoint holds (not a killed run's last one)."""
+    kept = [r for r in records if r["generation"] < generation]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.ndarray:
@@ -166,22 +196,48 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
     return space.reduce(genome.to_vector())
 
 
-def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
-    """Run (or continue) an evolution; returns the path of the final genome."""
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint, log_path = out / "checkpoint.npz", out / "log.jsonl"
-    bodies = make_bodies(config)  # fails fast on a damage the robot cannot have
+def plan(config: Config) -> tuple[NetworkSpec, SearchSpace]:
+    """The network and search space of a run: building its bodies once here shows every error its
+    config holds beyond single keys (a damage this robot cannot have, a tie it has no map for) before
+    any work or any file is written."""
+    bodies = make_bodies(config)
     spec = network_spec(config, *task_sizes(bodies))
     space = search_space(config, spec, bodies[()].unwrapped)
     for env in bodies.values():
         env.close()
+    need = config.population // 2 * space.size * 4
+    if need > MAX_UPDATE_BYTES:
+        raise ConfigError(
+            f"population {config.population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
+            f"for each update (at most {MAX_UPDATE_BYTES >> 30}); lower population or hidden"
+        )
+    return spec, space
+
+
+def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
+    """Run (or continue) an evolution; returns the path of the final genome. A run that cannot start
+    or resume is an error before any file is touched."""
+    checkpoint, log_path = out / "checkpoint.npz", out / "log.jsonl"
+    if resume and not checkpoint.is_file():
+        raise ConfigError(
+            f"cannot resume: {out} holds no checkpoint.npz (no generation finished); start it again with "
+            f"evolve --config {out}/config.yaml --out {out}"
+        )
+    spec, space = plan(config)
     es = OpenAIES(es_params(config), config.seed)
-    if resume and checkpoint.exists():
-        state, best = load_checkpoint(checkpoint)
-        _truncate_log(log_path, state.generation)
+    if resume:
+        state, best = load_checkpoint(checkpoint, space.size)
+        _truncate_log(log_path, read_log(log_path), state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
-        state = es.init(initial_mean(config, spec, space))
+        mean = initial_mean(config, spec, space)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot make the run folder {out} ({exc.strerror}); pick another --out"
+            ) from None
+        state = es.init(mean)
         best = {"score": None, "generation": None}
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
@@ -266,6 +322,4 @@ def load_run_config(out: Path, overrides: dict[str, Any]) -> Config:
     path = out / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"cannot resume: {path} not found; is {out} a run directory?")
-    values = yaml.safe_load(path.read_text())
-    values.update(overrides)
-    return make_config(values)
+    return make_config({**read_mapping(path), **overrides})
