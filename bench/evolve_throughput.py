@@ -1,7 +1,8 @@
 """Throughput of evolution: what the network and plasticity cost on top of the simulator, and how a
 generation scales from 1 to 2 workers.
 
-    PYTHONPATH=. python bench/evolve_throughput.py [--config launch/ant.yaml] [--population 32] [--repeats 3]
+    PYTHONPATH=. python bench/evolve_throughput.py [--config launch/genomes/ant_hebbian_stage1.yaml]
+        [--population 32] [--repeats 3]
 
 For 1 and 2 worker processes (the ``local`` backend):
 1. A generation of the config (Ant, ABCD_lr 27-128-64-8): env steps per second, settle steps included.
@@ -162,7 +163,7 @@ def parallel_ceiling(n: int = 3_000_000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="launch/ant.yaml")
+    parser.add_argument("--config", default="launch/genomes/ant_hebbian_stage1.yaml")
     parser.add_argument("--population", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

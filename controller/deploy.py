@@ -67,7 +67,7 @@ def add_serial_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="deploy profile (YAML): robot, rate, genome, calibration, baud "
-        "(e.g. launch/servo_quad_serial.yaml); flags given here win",
+        "(e.g. launch/deploy/servo_quad.yaml); flags given here win",
     )
     group.add_argument("--rate", type=float, metavar="HZ", help=f"control rate (default {DEFAULT_RATE_HZ:g})")
     group.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")

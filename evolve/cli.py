@@ -1,9 +1,9 @@
 """The ``evolve`` command.
 
-evolve --config launch/ant.yaml [--set key=value]... [--out runs/NAME] [--backend local|ray]
+evolve --config launch/smoke/ant.yaml [--set key=value]... [--out runs/NAME] [--backend local|ray]
        [--workers N] [--ray-address ADDR]
 evolve --resume runs/NAME             # continue after Ctrl-C, SIGTERM or kill -9
-evolve plot runs/NAME [-o curve.png]  # learning curve: train and held-out validation
+evolve plot runs/NAME [-o curve.png]  # learning curve: train and held-out validation (or a log.jsonl[.gz])
 """
 
 from __future__ import annotations
@@ -66,14 +66,15 @@ def plot(args: argparse.Namespace) -> int:
     from evolve.run import read_log  # imports the simulator: only when plotting
 
     plt = pyplot()
-    log = Path(args.run) / "log.jsonl"
+    run = Path(args.run)
+    log = run if run.is_file() else run / "log.jsonl"  # a run folder, or a log (docs/logs/*.jsonl.gz)
     if not log.is_file():
         raise UserError(f"{log} not found; is {args.run} a run directory written by evolve?")
     records = read_log(log)  # a running evolution may be halfway through appending the last line
     if not records:
         raise UserError(f"{log} holds no finished generation yet")
     gens = [r["generation"] + 1 for r in records]
-    config = Path(args.run) / "config.yaml"
+    config = Path(args.config) if args.config else log.parent / "config.yaml"
     randomised = config.is_file() and read_mapping(config).get("randomise")
     drawn = ", held-out randomisations" if randomised else ""  # validation seeds never train
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -99,7 +100,7 @@ def plot(args: argparse.Namespace) -> int:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    output = args.output or str(Path(args.run) / "curve.png")
+    output = args.output or str(log.parent / "curve.png")
     fig.savefig(output, dpi=120)
     print(f"wrote {output}")
     return 0
@@ -126,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evolve plot")
-    parser.add_argument("run", help="run directory")
+    parser.add_argument("run", help="run directory, or a run's log.jsonl (gzipped: .jsonl.gz)")
+    parser.add_argument("--config", help="the run's config, for the labels (default: config.yaml beside it)")
     parser.add_argument("-o", "--output", help="PNG to write (default RUN/curve.png)")
     return parser
 

@@ -2,7 +2,7 @@
 
 Every key has a type and a default here; an unknown key or a value of the wrong type or range is a
 :class:`ConfigError` naming the key, so a typo never silently runs the defaults. The defaults are the
-settings that learned on this Ant (``PAPER_NOTES.md``, "Measured here"), not the paper's literal ones.
+settings that learned on this Ant (``docs/method.md``, "Measured here"), not the paper's literal ones.
 A file may name a ``base:`` file whose keys it starts from, so each stage of a run says only what it changes.
 """
 

@@ -9,6 +9,7 @@ resumed run needs to end with exactly the genome an uninterrupted run of the sam
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import signal
@@ -159,7 +160,8 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     and the log is written before the checkpoint, so it is always a generation past the checkpoint."""
     if not path.exists():
         return []
-    *lines, _unfinished = path.read_bytes().split(b"\n")
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    *lines, _unfinished = data.split(b"\n")
     records = []
     for number, line in enumerate(lines, 1):
         try:

@@ -4,10 +4,10 @@ With ``symmetry: mirror`` every synapse shares its rule (and, for a static or co
 weight) with its mirror image: the synapse between the reflections of its two neurons. The robot's
 :class:`sim.quadruped.Mirror` reflects inputs and outputs (left legs <-> right legs, signs of y-like
 values); hidden neuron ``k`` of a layer of ``n`` reflects to ``(k + n/2) mod n``. Why: a network free to
-give its left and right legs different rules can grow a lopsided gait that a right-hand cut stops (the Ant
-line of ``launch/ant_motion*.yaml`` did); tied, a lifetime's random initial weights are all that tell the
-sides apart, and the search has half the parameters. The genome files stay full genomes: the plastic
-network and the deploy path never see the tie.
+give its left and right legs different rules can grow a lopsided gait that a right-hand cut stops (the
+untied Ant line did: docs/results.md, "What was tried"); tied, a lifetime's random initial weights are all
+that tell the sides apart, and the search has half the parameters. The genome files stay full genomes: the
+plastic network and the deploy path never see the tie.
 
 A reflected synapse carries the same update when each coefficient takes the sign of what it multiplies:
 for dw_ij = eta * (A o_i o_j + B o_i + C o_j + D) + Dout and a reflection that flips input i by s_i and

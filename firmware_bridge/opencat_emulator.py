@@ -37,7 +37,7 @@ from firmware_bridge.opencat import SLOTS, slot
 from firmware_bridge.servo_body import ServoQuadBody
 
 MODEL, VERSION = "Bittle", "emulated"
-PROFILE = "launch/servo_quad_opencat_serial.yaml"
+PROFILE = "launch/deploy/servo_quad_opencat.yaml"
 NEUTRAL_DEGREES = 30  # OpenCat's "balance" posture: every hip and knee at 30 degrees
 SERIAL_GAP_S = 0.005  # a lower-case command without a newline ends after this much silence
 REST_LIMP_S = 0.5  # 'd': servos off this long after the rest posture is sent

@@ -1,7 +1,7 @@
 """The paper's quadruped: PyBullet's Ant (AntBulletEnv-v0), rebuilt on pybullet alone, damage-able.
 
 pybullet's own ``pybullet_envs`` needs the old ``gym`` package, so the environment is rebuilt here
-from its facts (``PAPER_NOTES.md``): pybullet_data's ``mjcf/ant.xml`` on the stadium plane, torque
+from its facts (``docs/method.md``): pybullet_data's ``mjcf/ant.xml`` on the stadium plane, torque
 control at 2.5 x 100 per unit action, 0.0165 s control period in 4 substeps, walk target 1 km
 along +x, lifetime over once the torso sinks to 0.26 m (it scrapes the floor). Each reset draws the
 joint angles from uniform(-0.1, 0.1) rad as ``pybullet_envs`` does, clipped into each joint's range:

@@ -62,11 +62,12 @@ def test_a_coevolved_genome_without_its_weights_is_refused(tmp_path):
         load_genome(tmp_path / "broken.npz")
 
 
-@pytest.mark.parametrize("config", ["ant_bullet_smoke", "carracing_smoke"])
+@pytest.mark.parametrize("config", ["ant_bullet", "carracing"])
 def test_evolve_coevolves_the_initial_weights(config, tmp_path):
     pytest.importorskip("pybullet" if "bullet" in config else "Box2D")
     out = tmp_path / "run"
-    args = ["--config", str(ROOT / "launch" / f"{config}.yaml"), "--out", str(out), "--workers", "1"]
+    config_file = ROOT / "launch" / "smoke" / f"{config}.yaml"
+    args = ["--config", str(config_file), "--out", str(out), "--workers", "1"]
     assert evolve([*args, "--set", "init=coevolve", "--set", "generations=1"]) == 0
     genome = load_genome(out / "final.npz")
     assert genome.coevolved and len(genome.weights) == 3

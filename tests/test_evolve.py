@@ -23,9 +23,10 @@ from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = str(ROOT / "launch" / "ant_smoke.yaml")
-# the first static walker (launch/ant_static.yaml): seven joints pinned at a stop, on its back with leg 2 cut
-ONE_JOINT_STATIC = str(ROOT / "runs" / "ant_static" / "best.npz")
+SMOKE = str(ROOT / "launch" / "smoke" / "ant.yaml")
+# the first static walker (launch/ant_static.yaml at commit f749a5f): seven joints pinned at a stop, on its
+# back with leg 2 cut
+ONE_JOINT_STATIC = str(ROOT / "tests" / "data" / "one_joint_static.npz")
 # Long enough per generation (~0.2 s) that a kill lands mid-run, short enough for the default test run.
 RESUMABLE = ["--set", "generations=6", "--set", "population=8", "--set", "ticks=60", "--workers", "1"]
 
@@ -368,8 +369,12 @@ def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in sorted((ROOT / "launch").glob("*.yaml")) if not p.stem.endswith("_serial")],  # not profiles
-    ids=lambda p: p.name,
+    [
+        p
+        for p in sorted((ROOT / "launch").rglob("*.yaml"))
+        if p.parent.name not in ("deploy", "suites", "randomisation")
+    ],
+    ids=lambda p: str(p.relative_to(ROOT / "launch")),
 )
 def test_shipped_launch_configs_are_valid_and_round_trip(path):
     config = load_config(path)

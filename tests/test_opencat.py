@@ -38,7 +38,7 @@ from firmware_bridge.servo_body import ServoQuadBody
 from sim.servo_quad import JOINTS
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = str(ROOT / "launch" / "servo_quad_opencat_serial.yaml")
+PROFILE = str(ROOT / "launch" / "deploy" / "servo_quad_opencat.yaml")
 
 
 def test_joint_slots_follow_opencats_index():

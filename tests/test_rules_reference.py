@@ -1,7 +1,7 @@
 """Every rule, on every backend, equals its definition computed synapse by synapse in float64.
 
 The reference below is written from the paper's formulas and the reference code's coefficient order
-(``shared/PAPER_NOTES.md``), not from :mod:`controller.rules`, so a slip in the shared folding of the
+(``docs/method.md``), not from :mod:`controller.rules`, so a slip in the shared folding of the
 rules into four terms shows up here. Coefficient scales keep the weights O(1) for the whole run
 (normalisation bounds them; without it the drift per tick is kept small): an absolute 1e-5 is then
 about a hundred float32 roundings, while grown weights would make float32 itself miss it.

@@ -230,11 +230,11 @@ def test_heading_is_the_yaw_turned_since_the_start_in_the_simulator_and_on_the_b
 
 def test_emulated_robot_runs_a_genome_over_serial_with_the_deploy_profile(tmp_path):
     """Done-when: firmware-bridge emulate --robot servo-quad, then
-    controller --serial PORT --config launch/servo_quad_serial.yaml, end to end."""
+    controller --serial PORT --config launch/deploy/servo_quad.yaml, end to end."""
     emulator = Process("firmware_bridge.cli", "emulate", "--robot", "servo-quad")
     port = re.search(r"on (/dev/\S+)", emulator.wait_for(r"on /dev/")).group(1)
     log = tmp_path / "run.csv"
-    profile = str(ROOT / "launch" / "servo_quad_serial.yaml")
+    profile = str(ROOT / "launch" / "deploy" / "servo_quad.yaml")
     genome = str(still_genome(tmp_path / "still.npz"))
     args = ("--serial", port, "--config", profile, "--genome", genome, "--duration", "2", "--log", str(log))
     rc, stdout, stderr = Process("controller.cli", *args).finish()
@@ -277,6 +277,6 @@ def test_a_bad_deploy_profile_is_a_one_line_error(profile, message, tmp_path, ca
 
 
 def test_flags_win_over_the_deploy_profile(capsys):
-    profile = str(ROOT / "launch" / "servo_quad_serial.yaml")
+    profile = str(ROOT / "launch" / "deploy" / "servo_quad.yaml")
     assert controller(["--serial", "/dev/null-robot", "--config", profile, "--rate", "0"]) == 2
     assert "--rate and --duration must be positive" in capsys.readouterr().err

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     ("config", "task", "module"),
-    [("ant_bullet_smoke", "ant-bullet", "pybullet"), ("carracing_smoke", "carracing", "Box2D")],
+    [("ant_bullet", "ant-bullet", "pybullet"), ("carracing", "carracing", "Box2D")],
 )
 def test_two_generation_evolution_then_the_controller_runs_its_genome(config, task, module, tmp_path, capsys):
     pytest.importorskip(module)
     out = tmp_path / "run"
-    assert evolve(["--config", str(ROOT / "launch" / f"{config}.yaml"), "--out", str(out)]) == 0
+    assert evolve(["--config", str(ROOT / "launch" / "smoke" / f"{config}.yaml"), "--out", str(out)]) == 0
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
     genome = load_genome(out / "final.npz", task=task)
     assert genome.provenance["generation"] == 2

@@ -18,7 +18,7 @@ from evolve.fitness import network_spec
 from evolve.symmetry import SearchSpace, search_space
 from sim.quadruped import Mirror
 
-SMOKE = str(Path(__file__).resolve().parents[1] / "launch" / "ant_smoke.yaml")
+SMOKE = str(Path(__file__).resolve().parents[1] / "launch" / "smoke" / "ant.yaml")
 
 
 def reflect(vector: np.ndarray, source: tuple[int, ...], sign: tuple[float, ...]) -> np.ndarray:
