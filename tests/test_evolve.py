@@ -178,7 +178,7 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
         (["--set", "novalue"], "must look like key=value"),
         (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),
         (["--set", "randomise={gravity: [0, 1]}"], "config key 'randomise': "),
-        (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be >= 0"),
+        (["--backend", "ray", "--workers", "-1"], "config key 'workers' must be between 0 and 1024"),
         (
             ["--set", "symmetry=mirror", "--set", "task=ant-bullet"],
             "config key 'symmetry': task 'ant-bullet' has no mirror map; set symmetry: none",
