@@ -5,7 +5,7 @@ controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] 
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
-controller export GENOME -o tick.onnx [--opset N]
+controller export GENOME -o tick.onnx [--opset N] | --format c -o genome.h
 """
 
 from __future__ import annotations
@@ -476,6 +476,12 @@ def export(args: argparse.Namespace) -> int:
 
     _check_folder(args.output)
     genome = load_genome(args.genome)
+    if args.format == "c":
+        from controller.c_export import export_c
+
+        path = export_c(genome, args.output, args.robot)
+        print(f"wrote {path}: {_describe(genome, args.genome)}, a header for the C tick")
+        return 0
     path = export_onnx(genome, args.output, args.opset)
     layers = range(1, len(genome.spec.layer_shapes) + 1) if genome.kind == "hebbian" else ()
     inputs = [OBSERVATION, *map(weight_input, layers)]
@@ -572,6 +578,13 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
     )
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "c"),
+        default="onnx",
+        help="onnx: the tick as an ONNX graph; c: a header for the C tick (firmware_bridge/firmware/plastic)",
+    )
+    parser.add_argument("--robot", help="with --format c: robot config for the observation layout")
     return parser
 
 

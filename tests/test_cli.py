@@ -93,3 +93,11 @@ def test_evaluate_prints_mean_and_spread(capsys, tmp_path):
     assert result["recovery_ticks"] is None  # no damage onset
     assert main([*args, "--forward", "-100"]) == 0  # every lifetime ends more than -100 m ahead
     assert json.loads(out_json.read_text())["walked_forward"] == 2
+
+
+def test_export_writes_a_c_header_and_refuses_a_static_genome(tmp_path, capsys):
+    header = tmp_path / "genome.h"
+    assert main(["export", "servo-quad", "--format", "c", "-o", str(header)]) == 0
+    assert "#define" in header.read_text()
+    assert main(["export", "ant-static", "--format", "c", "-o", str(tmp_path / "s.h")]) == 2
+    assert "static genome" in capsys.readouterr().err
