@@ -198,13 +198,14 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
     return space.reduce(genome.to_vector())
 
 
-def plan(config: Config) -> tuple[NetworkSpec, SearchSpace]:
-    """The network and search space of a run: building its bodies once here shows every error its
-    config holds beyond single keys (a damage this robot cannot have, a tie it has no map for) before
-    any work or any file is written."""
+def plan(config: Config) -> tuple[NetworkSpec, SearchSpace, float]:
+    """The network, search space and control period (s) of a run: building its bodies once here shows
+    every error its config holds beyond single keys (a damage this robot cannot have, a tie it has no map
+    for) before any work or any file is written."""
     bodies = make_bodies(config)
     spec = network_spec(config, *task_sizes(bodies))
     space = search_space(config, spec, bodies[()].unwrapped)
+    period = float(bodies[()].unwrapped.dt)
     for env in bodies.values():
         env.close()
     need = config.population // 2 * space.size * 4
@@ -213,7 +214,7 @@ def plan(config: Config) -> tuple[NetworkSpec, SearchSpace]:
             f"population {config.population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
             f"for each update (at most {MAX_UPDATE_BYTES >> 30}); lower population or hidden"
         )
-    return spec, space
+    return spec, space, period
 
 
 def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
@@ -225,7 +226,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             f"cannot resume: {out} holds no checkpoint.npz (no generation finished); start it again with "
             f"evolve --config {out}/config.yaml --out {out}"
         )
-    spec, space = plan(config)
+    spec, space, period = plan(config)
     es = OpenAIES(es_params(config), config.seed)
     if resume:
         state, best = load_checkpoint(checkpoint, space.size)
@@ -243,11 +244,13 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         best = {"score": None, "generation": None}
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
-    provenance = {
+    provenance = {  # with the whole config, a genome file says how to make it again without its run folder
         "seed": config.seed,
         "run": str(out),
         "commit": code_commit(),
         "settle_ticks": config.settle_ticks,
+        "control_period": period,
+        "config": config_to_dict(config),
     }
 
     def save(s: ESState, name: str, **extra: Any) -> Path:

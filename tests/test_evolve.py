@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import terminal_sigint
 
 import sim
@@ -86,6 +87,10 @@ def test_three_generation_ant_run_writes_a_loadable_genome_log_and_plot(tmp_path
     provenance = genome.provenance
     assert provenance["seed"] == 0 and provenance["generation"] == 3 and provenance["code_version"]
     assert "fitness" in provenance and "commit" in provenance
+    assert provenance["control_period"] == pytest.approx(0.05)
+    assert provenance["config"] == yaml.safe_load(
+        (run / "config.yaml").read_text()
+    )  # remade from the file alone
     assert genome.settle_ticks(40) == 5  # as evolved (ant_smoke.yaml): the controller's default settle
     network = genome.build()
     network.reset(np.random.default_rng(0))
