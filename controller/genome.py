@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from controller.errors import UserError
-from controller.files import atomic_write
-from controller.network import FeedForward, HebbianNetwork, NetworkSpec, StaticNetwork
+from controller.files import atomic_write, code_version
+from controller.network import FeedForward, HebbianNetwork, NetworkSpec, StaticNetwork, resolve_backend
 from controller.rules import get_rule
 
 FORMAT_VERSION = 1
@@ -40,18 +40,8 @@ KINDS = ("hebbian", "static")
 COEVOLVE = "coevolve"
 META_BYTES = 1 << 20  # a genome's JSON metadata is a few kB
 MAX_PARAMETERS = 1 << 26  # 256 MiB of float32; evolve's largest network (evolve/config.py) has under 25 M
-MAX_MAGNITUDE = 1e4  # evolved parameters stay within +-10; from about 1e19 the plastic update overflows
+MAX_MAGNITUDE = 1e6  # evolved parameters stay within +-10; from about 1e19 the plastic update overflows
 MAX_SETTLE_TICKS = 100_000  # zero-action ticks before control, as the controller's --settle allows
-
-
-def code_version() -> str:
-    """The installed package version, recorded in each genome's provenance."""
-    try:
-        from importlib.metadata import version
-
-        return version("hebbian-quadruped")
-    except Exception:  # not installed (running from a source tree)
-        return "source"
 
 
 @dataclass
@@ -84,11 +74,13 @@ class Genome:
         return self.kind == "hebbian" and self.spec.init == COEVOLVE
 
     def build(self, backend: str = "auto") -> FeedForward:
-        """The network this genome describes, ready for ``reset(rng)``."""
-        if backend == "onnx":  # the exported tick graph under ONNX Runtime (the onnx extra)
-            from controller.onnx_backend import build_onnx_network
+        """The network this genome describes on a backend of :data:`controller.network.BACKENDS`, ready
+        for ``reset(rng)``."""
+        backend = resolve_backend(backend)
+        if backend == "onnx":
+            from controller.onnx_backend import OnnxNetwork
 
-            return build_onnx_network(self)
+            return OnnxNetwork(self)
         if self.kind == "static":
             return StaticNetwork(self.spec, self.weights, backend, self.frontend)
         initial = self.weights if self.coevolved else None

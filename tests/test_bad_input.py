@@ -103,7 +103,7 @@ def test_finite_but_absurd_parameters_are_refused_at_load(tmp_path, capsys):
     genome = random_genome()
     genome.coefficients[0][0, 0, 0] = 1e30
     path = save_genome(genome, tmp_path / "g.npz")
-    one_line_error(2, controller_error(path, capsys), "'coefficients_0' holds values up to 1e+30", "+-10000")
+    one_line_error(2, controller_error(path, capsys), "'coefficients_0' holds values up to 1e+30", "+-1e+06")
 
 
 # a header for 64 MiB of float32 that the metadata never declared, or the declared one and 64 MiB more
