@@ -40,7 +40,7 @@ from functools import partial
 import numpy as np
 
 from controller.genome import Genome
-from controller.network import NetworkSpec, numba_available
+from controller.network import NetworkSpec
 from controller.rules import RULES
 
 LAYERS = (27, 128, 64, 8)
@@ -49,10 +49,8 @@ INSTANCES = 5  # where arrays land in physical memory moves the floor by up to 4
 
 
 def installed_backends() -> list[str]:
-    """numpy, and numba / onnx when their extras are installed."""
-    backends = ["numpy"]
-    if numba_available():
-        backends.append("numba")
+    """numpy and numba (a core dependency), and onnx when its extra is installed."""
+    backends = ["numpy", "numba"]
     if all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")):
         backends.append("onnx")
     return backends

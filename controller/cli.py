@@ -1,7 +1,7 @@
 """The ``controller`` command: run, evaluate and inspect Hebbian controllers.
 
 controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
-           [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numpy|numba]
+           [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numba|numpy|onnx]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
@@ -25,10 +25,10 @@ from controller.deploy import add_serial_arguments, run_serial
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
 from controller.loop import Lifetime, median_recovery, run_lifetime
+from controller.network import AUTO_BACKEND, BACKENDS
 from controller.plotting import pyplot
 
 DEFAULT_STEPS = 1000
-BACKENDS = ("auto", "numpy", "numba", "onnx")
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
 DAMAGE_HELP = (
     "damage spec, repeatable, e.g. cut-leg:2, weaken:hip_1:0.3, slope:5; append @SECONDS for a mid-run onset "
@@ -68,8 +68,8 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=BACKENDS,
-        help="network backend: auto (numba if installed), numpy, numba, onnx",
+        choices=("auto", *BACKENDS),
+        help=f"network backend: auto (= {AUTO_BACKEND}, on every install), " + ", ".join(BACKENDS),
     )
     parser.add_argument(
         "--randomise",

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or kill -9 leaves the old file or the new one, never half of one."""
+"""What every file the package writes shares: atomic writes (a crash or kill -9 leaves the old file or
+the new one, never half of one) and the code version it records."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def code_version() -> str:
+    """The installed package version, recorded in each genome's provenance."""
+    try:
+        from importlib.metadata import version
+
+        return version("hebbian-quadruped")
+    except Exception:  # not installed (running from a source tree)
+        return "source"

@@ -7,8 +7,8 @@ weights (:meth:`HebbianNetwork.reset`); only the per-synapse rule coefficients a
 Weights are stored input-major, ``W[i, j]`` from input ``i`` to output ``j`` (the reference code's
 synapse order), as float32. A network that sees pixels has a fixed convolutional front end
 (:mod:`controller.conv`) before its first plastic layer.
-Two backends share one state layout: ``numpy`` (the tested reference, always available) and
-``numba`` (one fused compiled call per tick: forward and update together).
+Two in-process backends share one state layout: ``numpy`` (the tested reference) and ``numba`` (one
+fused compiled call per tick: forward and update together); :data:`BACKENDS` lists every backend.
 """
 
 from __future__ import annotations
@@ -221,23 +221,22 @@ def task_spec(
     return NetworkSpec(sizes, activations, rule, init, normalise, frontend)
 
 
-def numba_available() -> bool:
-    """Whether the fused compiled backend can be used (numba is an optional extra)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+# The backend registry: every name a network's ``backend`` takes, and what it runs. numba is a core
+# dependency, so "auto" is numba on every install and a command prints the same figures everywhere.
+BACKENDS = {
+    "numba": "one fused compiled call per tick (controller/_fused.py)",
+    "numpy": "the tested reference",
+    "onnx": "the exported tick graph under ONNX Runtime (controller/onnx_backend.py; the onnx extra)",
+}
+AUTO_BACKEND = "numba"
 
 
 def resolve_backend(backend: str) -> str:
-    if backend == "auto":
-        return "numba" if numba_available() else "numpy"
-    if backend == "numba" and not numba_available():
-        raise ValueError("backend 'numba' needs numba: pip install 'hebbian-quadruped[fast]'")
-    if backend not in ("numpy", "numba"):
-        raise ValueError(f"unknown backend {backend!r}; choose auto, numpy or numba")
-    return backend
+    """The registry's name for ``backend`` ("auto" -> numba); an unknown name is a ValueError."""
+    name = AUTO_BACKEND if backend == "auto" else backend
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    return name
 
 
 class FeedForward:
@@ -254,6 +253,8 @@ class FeedForward:
     ) -> None:
         self.spec = spec
         self.backend = resolve_backend(backend)
+        if self.backend == "onnx":  # its graph is the genome's export: Genome.build("onnx") makes it
+            raise ValueError("the onnx backend runs a genome's exported graph; build it with Genome.build")
         self.frontend = ConvFrontEnd(get_frontend(spec.frontend), frontend_kernels) if spec.frontend else None
         sizes = spec.layer_sizes
         offsets = np.concatenate([[0], np.cumsum([a * b for a, b in spec.layer_shapes])])

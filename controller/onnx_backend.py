@@ -15,9 +15,8 @@ from types import ModuleType
 import numpy as np
 
 from controller.errors import UserError
-from controller.genome import Genome
 from controller.network import FeedForward
-from controller.onnx_export import ACTION, OBSERVATION, build_model, weight_input, weight_output
+from controller.onnx_export import ACTION, OBSERVATION, TickGenome, build_model, weight_input, weight_output
 
 
 def _onnxruntime() -> ModuleType:
@@ -37,7 +36,7 @@ class OnnxNetwork(FeedForward):
     starts from the same weights.
     """
 
-    def __init__(self, genome: Genome, threads: int = 1) -> None:
+    def __init__(self, genome: TickGenome, threads: int = 1) -> None:
         super().__init__(genome.spec, "numpy", genome.frontend)  # state buffers; the compute is ONNX's
         ort = _onnxruntime()
         self.backend = "onnx"
@@ -105,8 +104,3 @@ class OnnxNetwork(FeedForward):
         self._turn = 1 - self._turn
         self.weights = self._buffers[self._turn]
         self._staged = False
-
-
-def build_onnx_network(genome: Genome, threads: int = 1) -> OnnxNetwork:
-    """The ``onnx`` backend's network for ``genome`` (what ``genome.build("onnx")`` returns)."""
-    return OnnxNetwork(genome, threads)

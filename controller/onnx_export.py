@@ -21,13 +21,13 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from controller.errors import UserError
-from controller.files import atomic_write
-from controller.genome import Genome, code_version
+from controller.files import atomic_write, code_version
+from controller.network import FeedForward, NetworkSpec
 from controller.rules import effective_coefficients, get_rule
 
 if TYPE_CHECKING:
@@ -37,6 +37,24 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Unsqueeze takes its axes as an input from opset 13 on; every op used here exists there
 OBSERVATION = "observation"
 ACTION = "action"
+
+
+class TickGenome(Protocol):
+    """What the exporter reads of a :class:`controller.genome.Genome`; a protocol, not an import, because
+    the genome builds its onnx backend from this graph (an import would make a cycle)."""
+
+    kind: str
+    task: str
+    spec: NetworkSpec
+    coefficients: list[np.ndarray]
+    weights: list[np.ndarray]
+    frontend: list[np.ndarray]
+    provenance: dict[str, Any]
+
+    @property
+    def coevolved(self) -> bool: ...
+
+    def build(self, backend: str = "auto") -> FeedForward: ...
 
 
 def weight_input(layer: int) -> str:
@@ -84,7 +102,7 @@ class _Graph:
         return self.onnx.helper.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, list(shape))
 
 
-def _front_end(graph: _Graph, genome: Genome) -> str:
+def _front_end(graph: _Graph, genome: TickGenome) -> str:
     """The fixed conv front end on one (channels, height, width) image, flattened channel-major."""
     from controller.conv import get_frontend
 
@@ -130,7 +148,9 @@ def _plasticity(
     return graph.op("Where", positive, graph.op("Div", w, peak), w, output=weight_output(layer))
 
 
-def build_model(genome: Genome, opset: int = DEFAULT_OPSET, initial_weights: bool = True) -> onnx.ModelProto:
+def build_model(
+    genome: TickGenome, opset: int = DEFAULT_OPSET, initial_weights: bool = True
+) -> onnx.ModelProto:
     """The tick graph of ``genome``, checked with ``onnx.checker`` (full check).
 
     ``initial_weights``: carry a co-evolved genome's initial weights as the default values of the
@@ -188,7 +208,7 @@ def build_model(genome: Genome, opset: int = DEFAULT_OPSET, initial_weights: boo
     return model
 
 
-def _metadata(genome: Genome) -> dict[str, str]:
+def _metadata(genome: TickGenome) -> dict[str, str]:
     """What a consumer needs to know beyond the graph: the genome's spec, task and provenance."""
     spec = genome.spec
     return {
@@ -204,6 +224,6 @@ def _metadata(genome: Genome) -> dict[str, str]:
     }
 
 
-def export_onnx(genome: Genome, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(genome: TickGenome, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Write the tick graph to ``path`` atomically; returns the path."""
     return atomic_write(path, build_model(genome, opset).SerializeToString())

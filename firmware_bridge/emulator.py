@@ -23,10 +23,10 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
+from firmware_bridge.body import Body, Sensors
 from firmware_bridge.errors import FrameError
 from firmware_bridge.faults import FaultSpec, Impairment
 from firmware_bridge.framing import Deframer
@@ -63,38 +63,7 @@ from firmware_bridge.protocol import (
     decode,
     encode,
 )
-
-
-@dataclass
-class Sensors:
-    joint_pos: np.ndarray  # rad
-    joint_vel: np.ndarray  # rad/s
-    quaternion: np.ndarray  # w x y z, body to world
-    gyro: np.ndarray  # rad/s, body frame
-    contacts: int  # bit per foot
-    base: BaseEstimate | None
-
-
-class Body(Protocol):
-    """The simulated hardware the firmware drives: motor commands in, sensors out, one physics step."""
-
-    name: str
-    control_mode: int
-    capabilities: int
-    joint_names: tuple[str, ...]
-    joint_lower: tuple[float, ...]
-    joint_upper: tuple[float, ...]
-    n_feet: int
-    dt: float
-    start_x: float
-
-    @property
-    def x(self) -> float: ...
-    def drive(self, command: np.ndarray) -> None: ...
-    def hold(self) -> None: ...
-    def release(self) -> None: ...
-    def step(self) -> None: ...
-    def sense(self) -> Sensors: ...
+from firmware_bridge.servo_body import ServoQuadBody
 
 
 class AntBody:
@@ -163,13 +132,7 @@ class AntBody:
         )
 
 
-def _servo_quad(seed: int = 0, physics_hz: float = 500.0) -> Body:
-    from firmware_bridge.servo_body import ServoQuadBody  # it imports this module: load on demand
-
-    return ServoQuadBody(seed, physics_hz)
-
-
-BODIES: dict[str, Callable[..., Body]] = {"ant": AntBody, "servo-quad": _servo_quad}
+BODIES: dict[str, Callable[..., Body]] = {"ant": AntBody, "servo-quad": ServoQuadBody}
 
 
 @dataclass

@@ -3,14 +3,14 @@
 What a hobby robot has, and no more: 8 position-controlled servos (the latency, dead band, torque and
 speed limits of ``sim/servo.py``), an IMU, no foot switches, no base estimate. Like the reference
 firmware (``firmware/hq_servo_robot``), STATE reports the angles the firmware commanded, since hobby
-servos report none, and no joint velocities. Loaded on demand by ``firmware_bridge.emulator``.
+servos report none, and no joint velocities.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.emulator import Sensors
+from firmware_bridge.body import Sensors
 from firmware_bridge.protocol import POSITION
 
 

@@ -12,7 +12,7 @@ from conftest import ANT_SPEC, random_genome
 from controller.cli import main
 from controller.errors import UserError
 from controller.genome import Genome, load_genome, save_genome
-from controller.network import NetworkSpec
+from controller.network import BACKENDS, NetworkSpec, StaticNetwork, resolve_backend
 
 
 @pytest.mark.parametrize("kind", ["hebbian", "static"])
@@ -131,3 +131,14 @@ def test_settle_ticks_follow_the_genome_when_its_run_recorded_them():
     assert genome.settle_ticks(40) == 40  # no record: the task's
     genome.provenance["settle_ticks"] = 0
     assert genome.settle_ticks(40) == 0
+
+
+def test_auto_backend_is_numba_on_every_install():
+    """One registry: "auto" names numba whatever extras are installed, so a command's figures do not
+    depend on the install; an unknown name lists every backend, and onnx is only built from a genome."""
+    assert resolve_backend("auto") == "numba" and random_genome().build().backend == "numba"
+    assert list(BACKENDS) == ["numba", "numpy", "onnx"]
+    with pytest.raises(ValueError, match="unknown backend 'nosuch'; choose auto, numba, numpy, onnx"):
+        random_genome().build("nosuch")
+    with pytest.raises(ValueError, match="build it with Genome.build"):
+        StaticNetwork(NetworkSpec((3, 2), ("tanh",)), [np.zeros((3, 2))], "onnx")

@@ -4,8 +4,7 @@ Layers, lowest first: the plastic-network library (``PLASTIC``) needs nothing el
 ``sim`` (simulated robots) and ``firmware_bridge`` (the serial robot link) stand beside each other and
 need nothing of ``evolve``; the commands sit on top. Every ``import`` counts, at module level or inside a
 function, since a function-local import is still a dependency, only a later one. Each test takes one
-module, so an import that breaks a rule fails that module's case; a known break is an
-``xfail(strict=True)`` naming its edge, and passes the day the edge goes (then remove the mark).
+module, so an import that breaks a rule fails that module's case.
 """
 
 from __future__ import annotations
@@ -133,25 +132,6 @@ def _violations(module: str) -> list[str]:
     return sorted(t for t in graph()[module] if t in forbidden or _package(t) in forbidden)
 
 
-# module -> the edges of the cycle it is on today (genome.py imports onnx_backend inside a function)
-KNOWN_CYCLES = {
-    **dict.fromkeys(
-        ("controller.genome", "controller.onnx_backend", "controller.onnx_export"),
-        "cycle: controller.genome -> controller.onnx_backend -> controller.genome, and "
-        "controller.onnx_backend -> controller.onnx_export -> controller.genome",
-    ),
-    **dict.fromkeys(
-        ("firmware_bridge.emulator", "firmware_bridge.servo_body"),
-        "cycle: firmware_bridge.emulator -> firmware_bridge.servo_body -> firmware_bridge.emulator",
-    ),
-}
-
-
-def _known(module: str) -> pytest.param:
-    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES[module])] if module in KNOWN_CYCLES else []
-    return pytest.param(module, marks=marks, id=module)
-
-
 def test_the_layer_rules_see_every_package_and_plastic_module():
     assert set(map(_package, modules())) == set(PACKAGES)
     assert set(modules()) >= PLASTIC | CONTROLLER_COMMANDS | EMULATORS
@@ -162,7 +142,7 @@ def test_imports_follow_the_layers(module):
     assert _violations(module) == [], f"{module} imports {_violations(module)} against the layers"
 
 
-@pytest.mark.parametrize("module", [_known(m) for m in sorted(modules())])
+@pytest.mark.parametrize("module", sorted(modules()))
 def test_no_import_cycle(module):
     cycle = _on_cycle(module)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)

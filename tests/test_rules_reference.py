@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from controller.genome import Genome
-from controller.network import NetworkSpec, numba_available
+from controller.network import NetworkSpec
 from controller.rules import RULES
 
 # dw_ij for each rule, from the paper (x: pre-synaptic o_i, y: post-synaptic o_j).
@@ -51,7 +51,6 @@ TOLERANCE = 1e-5
 
 def _backends() -> list:
     marks = {
-        "numba": pytest.mark.skipif(not numba_available(), reason="numba not installed"),
         "onnx": pytest.mark.skipif(
             any(_missing(m) for m in ("onnx", "onnxruntime")), reason="onnx/onnxruntime not installed"
         ),
