@@ -31,8 +31,7 @@ from controller.errors import UserError
 from controller.genome import load_genome
 from controller.network import FeedForward
 from firmware_bridge.errors import BridgeError, ConfigError, RobotError
-from firmware_bridge.link import Link, clock_us
-from firmware_bridge.opencat import OpenCatLink
+from firmware_bridge.link import SerialLink, clock_us
 from firmware_bridge.profile import load_profile
 from firmware_bridge.protocol import (
     FAULT_WATCHDOG,
@@ -102,7 +101,7 @@ class Deployment:
 
     def __init__(
         self,
-        link: Link,
+        link: SerialLink,
         robot: RobotConfig,
         network: FeedForward,
         rate_hz: float,
@@ -328,7 +327,7 @@ def _percentiles(values: list[float], scale: float, unit: str) -> str:
     return f"p50 {p50:.1f} {unit}, p99 {p99:.1f} {unit}"
 
 
-def summary(result: RunResult, link: Link) -> str:
+def summary(result: RunResult, link: SerialLink) -> str:
     """The final report: why it stopped, timing, the host watchdog, the link and the robot."""
     share = 100.0 * result.misses / max(1, result.ticks)
     lines = [
@@ -357,10 +356,7 @@ def deploy(args: argparse.Namespace) -> int:
     robot = load_robot(args.robot, args.calibration)
     genome_name = args.genome or robot.genome
     genome = load_genome(genome_name, task=robot.task, obs_size=robot.obs_size, action_size=len(robot.joints))
-    if robot.link == "opencat":  # a stock OpenCat robot, driven through its own serial protocol
-        link: Link | OpenCatLink = OpenCatLink.open(args.serial, robot.joints, args.baud or robot.baud)
-    else:
-        link = Link.open(args.serial, args.baud or robot.baud, late_s=1.0 / args.rate)
+    link = robot.link.connect(args.serial, args.baud or robot.baud, robot.joints, 1.0 / args.rate)
     with link:
         network = genome.build(args.backend)
         network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop

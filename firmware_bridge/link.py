@@ -1,4 +1,5 @@
-"""The host end of the serial link: frames in and out over pyserial, with counters and timing.
+"""The host end of a serial robot link: :class:`SerialLink`, what the deploy loop drives whatever the
+firmware speaks, and :class:`Link`, the bridge protocol's frames over pyserial, with counters and timing.
 
 Reads never block: :meth:`Link.poll` takes whatever bytes have arrived, splits them into frames and
 decodes them; a bad frame is counted by reason and skipped (the next 0x00 resynchronises), never
@@ -16,8 +17,10 @@ import errno
 import math
 import select
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import serial
 
@@ -36,6 +39,7 @@ from firmware_bridge.protocol import (
     encode,
 )
 
+_L = TypeVar("_L", bound="SerialLink")
 HELLO_INTERVAL_S = 0.05  # a lossy link may eat many HELLO/INFO pairs
 OFFSET_WINDOW_S = 1.0
 
@@ -74,33 +78,33 @@ class Received:
     rx_time: float  # host time.monotonic() when read
 
 
-class Link:
-    """One serial connection to a robot's firmware (or the emulator)."""
+class SerialLink(ABC):
+    """One serial connection to a robot, whatever its firmware speaks: the deploy loop sees STATE and
+    sends COMMAND, SAFE_POSE and ESTOP through this interface only. Opening, closing, waiting and a
+    port that fails are handled here, once; a subclass speaks its firmware's protocol."""
 
-    def __init__(self, port: serial.Serial, name: str, late_s: float = 0.01) -> None:
-        self.port, self.name, self.late_s = port, name, late_s
+    def __init__(self, port: serial.Serial, name: str) -> None:
+        self.port, self.name = port, name
         self.counters = Counters()
         self.latest_state: Received | None = None
-        self.last_error: Error | None = None
-        self._deframer = Deframer(MAX_ENCODED)
-        self._seq = 0
-        self._rx_seq: int | None = None
-        self._mcu_wraps, self._mcu_last = 0, None
-        self._offsets = [math.inf, math.inf]  # minimum offset in the current and the previous window
-        self._window_end = 0.0
 
-    @classmethod
-    def open(cls, name: str, baud: int = 1_000_000, late_s: float = 0.01) -> Link:
+    @staticmethod
+    def open_port(name: str, baud: int) -> serial.Serial:
+        """The named port, non-blocking; a port that cannot be opened is a LinkError naming the fix."""
         try:
-            port = serial.Serial(name, baud, timeout=0, write_timeout=1.0, exclusive=True)
+            return serial.Serial(name, baud, timeout=0, write_timeout=1.0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(_open_problem(name, exc)) from None
-        return cls(port, name, late_s)
+
+    @classmethod
+    @abstractmethod
+    def connect(cls: type[_L], name: str, baud: int, joints: tuple[str, ...], period_s: float) -> _L:
+        """Open port ``name`` for a robot with these joints driven every ``period_s`` seconds."""
 
     def close(self) -> None:
         self.port.close()
 
-    def __enter__(self) -> Link:
+    def __enter__(self: _L) -> _L:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -110,6 +114,56 @@ class Link:
         return LinkError(
             f"serial port {self.name} closed or unplugged ({exc}); reconnect the robot and start again"
         )
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until bytes arrive or ``timeout`` (s) passes."""
+        try:
+            select.select([self.port.fileno()], [], [], max(0.0, timeout))
+        except (OSError, ValueError) as exc:
+            raise self._broken(exc) from None
+
+    @abstractmethod
+    def handshake(self, timeout: float = 5.0) -> Info:
+        """Start a session; what the robot says it is. A refusal or silence is a LinkError."""
+
+    @abstractmethod
+    def send(self, message: Message) -> int:
+        """Send COMMAND, SAFE_POSE or ESTOP (HELLO, HEARTBEAT where the protocol has them); its seq."""
+
+    @abstractmethod
+    def poll(self) -> list[Received]:
+        """What has arrived since the last poll; updates ``latest_state``."""
+
+    @abstractmethod
+    def state_age(self, now: float) -> float:
+        """Seconds since the robot sampled the latest STATE (inf before the first)."""
+
+    @abstractmethod
+    def ping(self, count: int, timeout: float = 0.5) -> list[float]:
+        """Round-trip times (s) of ``count`` probes; lost ones are skipped."""
+
+
+class Link(SerialLink):
+    """One serial connection to a robot's firmware (or the emulator) speaking docs/protocol.md."""
+
+    def __init__(self, port: serial.Serial, name: str, late_s: float = 0.01) -> None:
+        super().__init__(port, name)
+        self.late_s = late_s
+        self._deframer = Deframer(MAX_ENCODED)
+        self._seq = 0
+        self._rx_seq: int | None = None
+        self._mcu_wraps, self._mcu_last = 0, None
+        self._offsets = [math.inf, math.inf]  # minimum offset in the current and the previous window
+        self._window_end = 0.0
+
+    @classmethod
+    def open(cls, name: str, baud: int = 1_000_000, late_s: float = 0.01) -> Link:
+        return cls(cls.open_port(name, baud), name, late_s)
+
+    @classmethod
+    def connect(cls, name: str, baud: int, joints: tuple[str, ...], period_s: float) -> Link:
+        """A STATE later than one control period beyond the link's minimum counts as late."""
+        return cls.open(name, baud, late_s=period_s)
 
     # --- sending --------------------------------------------------------------------------
     def send(self, message: Message) -> int:
@@ -127,13 +181,6 @@ class Link:
         return seq
 
     # --- receiving ------------------------------------------------------------------------
-    def wait(self, timeout: float) -> None:
-        """Sleep until bytes arrive or ``timeout`` (s) passes."""
-        try:
-            select.select([self.port.fileno()], [], [], max(0.0, timeout))
-        except (OSError, ValueError) as exc:
-            raise self._broken(exc) from None
-
     def poll(self) -> list[Received]:
         """Every message that has arrived since the last poll; never blocks."""
         try:
@@ -162,7 +209,6 @@ class Link:
                 self.latest_state = item
             elif isinstance(message, Error):
                 self.counters.robot_errors += 1
-                self.last_error = message
             received.append(item)
         return received
 

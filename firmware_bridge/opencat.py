@@ -26,15 +26,14 @@ keeps its last posture. It reads a new command only once it has finished the pre
 a second command that arrives before it has read the first, so this link keeps one command in flight: it
 waits (up to ``ANSWER_S``) for each confirmation before it sends the next.
 
-:class:`OpenCatLink` has the interface of :class:`firmware_bridge.link.Link` (``handshake``, ``poll``,
-``send``, ``state_age``, ``counters``...): the deploy loop drives it unchanged, in the robot's units (rad).
+:class:`OpenCatLink` is a :class:`firmware_bridge.link.SerialLink`, as the bridge's link is: the deploy
+loop drives it unchanged, in the robot's units (rad).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import select
 import struct
 import time
 
@@ -42,7 +41,7 @@ import numpy as np
 import serial
 
 from firmware_bridge.errors import ConfigError, LinkError
-from firmware_bridge.link import Counters, Received, _open_problem
+from firmware_bridge.link import Counters, Received, SerialLink
 from firmware_bridge.protocol import (
     FAULT_IDLE,
     FAULT_SAFE_POSE,
@@ -118,15 +117,13 @@ def body_rates(before: np.ndarray, after: np.ndarray, dt: float) -> tuple[float,
     )
 
 
-class OpenCatLink:
+class OpenCatLink(SerialLink):
     """One serial connection to a robot running the stock OpenCat firmware."""
 
     def __init__(self, port: serial.Serial, name: str, joints: tuple[str, ...]) -> None:
-        self.port, self.name, self.joints = port, name, joints
+        super().__init__(port, name)
+        self.joints = joints
         self.slots = [slot(joint) for joint in joints]
-        self.counters = Counters()
-        self.latest_state: Received | None = None
-        self.last_error = None
         self.commanded = np.zeros(len(joints))  # rad: what the joints were last sent
         self._faults = FAULT_IDLE
         self._seq = 0
@@ -139,25 +136,12 @@ class OpenCatLink:
 
     @classmethod
     def open(cls, name: str, joints: tuple[str, ...], baud: int = BAUD) -> OpenCatLink:
-        try:
-            port = serial.Serial(name, baud, timeout=0, write_timeout=1.0, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkError(_open_problem(name, exc)) from None
-        return cls(port, name, joints)
+        return cls(cls.open_port(name, baud), name, joints)
 
-    def close(self) -> None:
-        self.port.close()
-
-    def __enter__(self) -> OpenCatLink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _broken(self, exc: Exception) -> LinkError:
-        return LinkError(
-            f"serial port {self.name} closed or unplugged ({exc}); reconnect the robot and start again"
-        )
+    @classmethod
+    def connect(cls, name: str, baud: int, joints: tuple[str, ...], period_s: float) -> OpenCatLink:
+        """Readings are timed on arrival, so the control period plays no part in the link."""
+        return cls.open(name, joints, baud)
 
     # --- bytes and lines ------------------------------------------------------------------
     def _write(self, token: str, data: bytes) -> None:
@@ -170,13 +154,6 @@ class OpenCatLink:
         self.counters.frames_tx += 1
         self.counters.bytes_tx += len(data)
         self._pending, self._lines = (token, time.monotonic()), []
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until bytes arrive or ``timeout`` (s) passes."""
-        try:
-            select.select([self.port.fileno()], [], [], max(0.0, timeout))
-        except (OSError, ValueError) as exc:
-            raise self._broken(exc) from None
 
     def _read(self) -> None:
         try:
@@ -240,7 +217,7 @@ class OpenCatLink:
         self.latest_state = Received(self._seq, state, now)
         self._new.append(self.latest_state)
 
-    # --- the Link interface ---------------------------------------------------------------
+    # --- the SerialLink interface ---------------------------------------------------------------
     def poll(self) -> list[Received]:
         """Ask for an IMU reading and wait for it (up to ``ANSWER_S``), so the tick's observation is as
         fresh as in training; returns the readings that arrived since the last poll."""
@@ -254,8 +231,8 @@ class OpenCatLink:
         after ``now``: the deploy loop reads the clock before it polls, and :meth:`poll` waits for it)."""
         return math.inf if self.latest_state is None else max(0.0, now - self.latest_state.rx_time)
 
-    def send(self, message: Message, flush: bool = False) -> int:
-        """A COMMAND (rad) as ``I``; SAFE_POSE and ESTOP as ``d``. ``flush`` is the bridge's; no use here."""
+    def send(self, message: Message) -> int:
+        """A COMMAND (rad) as ``I``; SAFE_POSE and ESTOP as ``d``."""
         seq, self._seq = self._seq, (self._seq + 1) & 0xFFFF
         if isinstance(message, Command):
             degrees = np.clip(np.round(np.degrees(message.targets)), -MAX_DEGREES, MAX_DEGREES)

@@ -16,6 +16,7 @@ Shipped configs live in ``firmware_bridge/robots/``; ``--robot NAME`` finds them
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,30 +26,46 @@ import numpy as np
 import yaml
 
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.link import Link, SerialLink
+from firmware_bridge.opencat import OpenCatLink
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
     CONTROL_MODES,
     EFFORT,
     MODE_NAMES,
     POSITION,
+    BaseEstimate,
     Info,
     State,
 )
 
-LINKS = ("bridge", "opencat")
+# what each firmware speaks: the ``link`` key of a robot config -> the link that drives it
+LINKS: dict[str, type[SerialLink]] = {"bridge": Link, "opencat": OpenCatLink}
 
-# observation block -> whether it needs the STATE base estimate block
-OBSERVATION_BLOCKS = {
-    "height": True,
-    "quaternion": False,
-    "gravity": False,
-    "joint_positions": False,
-    "joint_velocities": False,
-    "linear_velocity": True,
-    "angular_velocity": False,
-    "heading": False,  # yaw turned since the first observation, rad, wrapped to [-pi, pi]
-    "contacts": False,
-    "clock": False,  # sine and cosine of a gait clock; its number is cycles per tick, not a scale
+
+@dataclass(frozen=True)
+class Block:
+    """One observation block: its size, what it reads from STATE (through the adapter, which knows the
+    calibration and counts the ticks), and whether it needs STATE's base estimate."""
+
+    size: int | str  # a count, or "joints" / "feet": one value per joint or per foot
+    read: Callable[[Adapter, State, float], Any]  # (adapter, STATE, the block's number) -> values
+    needs_base: bool = False
+
+
+# every observation block, in one place; the number after a block's name scales its values, except the
+# clock's: cycles per tick
+OBSERVATION_BLOCKS: dict[str, Block] = {
+    "height": Block(1, lambda a, s, n: a.base(s).height, needs_base=True),
+    "quaternion": Block(4, lambda a, s, n: s.quaternion),
+    "gravity": Block(3, lambda a, s, n: gravity_direction(s.quaternion)),
+    "joint_positions": Block("joints", lambda a, s, n: a.sign * (np.asarray(s.joint_pos) - a.offset)),
+    "joint_velocities": Block("joints", lambda a, s, n: a.sign * np.asarray(s.joint_vel)),
+    "linear_velocity": Block(3, lambda a, s, n: a.base(s).velocity, needs_base=True),
+    "angular_velocity": Block(3, lambda a, s, n: s.gyro),
+    "heading": Block(1, lambda a, s, n: a.heading(s)),  # yaw turned since the first observation, rad
+    "contacts": Block("feet", lambda a, s, n: [(s.contacts >> k) & 1 for k in range(a.config.feet)]),
+    "clock": Block(2, lambda a, s, n: a.clock(n)),  # sine and cosine of a gait clock
 }
 
 
@@ -97,24 +114,15 @@ class RobotConfig:
     safety: SafetyConfig
     calibration: tuple[JointCalibration, ...]
     source: str
-    link: str = "bridge"  # one of LINKS: what the robot's firmware speaks
+    link: type[SerialLink] = Link  # what the robot's firmware speaks (LINKS)
 
     @property
     def needs_base_estimate(self) -> bool:
-        return any(OBSERVATION_BLOCKS[block] for block, _ in self.observation)
+        return any(OBSERVATION_BLOCKS[block].needs_base for block, _ in self.observation)
 
     def block_size(self, block: str) -> int:
-        sizes = {
-            "height": 1,
-            "quaternion": 4,
-            "gravity": 3,
-            "heading": 1,
-            "linear_velocity": 3,
-            "angular_velocity": 3,
-            "clock": 2,
-        }
-        sizes.update(joint_positions=len(self.joints), joint_velocities=len(self.joints), contacts=self.feet)
-        return sizes[block]
+        size = OBSERVATION_BLOCKS[block].size
+        return len(self.joints) if size == "joints" else self.feet if size == "feet" else int(size)
 
     @property
     def obs_size(self) -> int:
@@ -297,7 +305,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
     if mode == "effort" and any(c.lower < -1.0 or c.upper > 1.0 for c in joint_cal):
         raise ConfigError(f"calibration file {cal_path}: effort limits must lie within [-1, 1]")
     link = data.get("link", "bridge")
-    if link not in LINKS:
+    if not isinstance(link, str) or link not in LINKS:
         raise _fail(source, f"link {link!r} must be one of {', '.join(LINKS)}")
     feet = data.get("feet", 0)
     baud = data.get("baud", 1_000_000)
@@ -315,7 +323,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
         safety=safety,
         calibration=joint_cal,
         source=source,
-        link=link,
+        link=LINKS[link],
     )
 
 
@@ -343,38 +351,31 @@ class Adapter:
             self._slices.append((block, number, 1.0 if block == "clock" else number, slice(at, at + size)))
             at += size
 
-    def _block(self, block: str, number: float, state: State) -> Any:
-        if block == "joint_positions":
-            return self.sign * (np.asarray(state.joint_pos) - self.offset)
-        if block == "joint_velocities":
-            return self.sign * np.asarray(state.joint_vel)
-        if block == "quaternion":
-            return state.quaternion
-        if block == "gravity":
-            return gravity_direction(state.quaternion)
-        if block == "angular_velocity":
-            return state.gyro
-        if block == "heading":
-            yaw = yaw_angle(state.quaternion)
-            if self.ticks == 0:
-                self.start_yaw = yaw
-            return math.remainder(yaw - self.start_yaw, 2.0 * math.pi)
-        if block == "clock":
-            phase = 2.0 * np.pi * number * self.ticks
-            return np.sin(phase), np.cos(phase)
-        if block == "contacts":
-            return [(state.contacts >> k) & 1 for k in range(self.config.feet)]
+    def heading(self, state: State) -> float:
+        """Yaw turned since the first observation, rad, wrapped to [-pi, pi]."""
+        yaw = yaw_angle(state.quaternion)
+        if self.ticks == 0:
+            self.start_yaw = yaw
+        return math.remainder(yaw - self.start_yaw, 2.0 * math.pi)
+
+    def clock(self, cycles_per_tick: float) -> tuple[float, float]:
+        """Sine and cosine of the gait clock: it counts ticks, as the simulator does."""
+        phase = 2.0 * np.pi * cycles_per_tick * self.ticks
+        return np.sin(phase), np.cos(phase)
+
+    def base(self, state: State) -> BaseEstimate:
+        """STATE's base estimate, which a block of this config needs."""
         if state.base is None:
             raise ConfigError(
-                f"robot sent a STATE without the base estimate that observation block {block!r} needs; "
-                "fix the firmware or drop the block from the config"
+                "robot sent a STATE without the base estimate that the config's observation needs; "
+                "fix the firmware or drop height and linear_velocity from the config"
             )
-        return state.base.height if block == "height" else state.base.velocity
+        return state.base
 
     def observation(self, state: State) -> np.ndarray:
         """The observation vector the genome expects (a view of one reused buffer)."""
         for block, number, factor, where in self._slices:
-            self._obs[where] = self._block(block, number, state)
+            self._obs[where] = OBSERVATION_BLOCKS[block].read(self, state, number)
             if factor != 1.0:
                 self._obs[where] *= factor
         self.ticks += 1

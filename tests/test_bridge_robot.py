@@ -10,6 +10,8 @@ import pytest
 
 from firmware_bridge.emulator import AntBody, Firmware
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.link import Link, SerialLink
+from firmware_bridge.opencat import OpenCatLink
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
     EFFORT,
@@ -61,6 +63,20 @@ def test_shipped_ant_config_matches_the_genome_and_the_simulator():
     assert ant.needs_base_estimate
 
 
+def test_a_config_names_the_link_its_firmware_speaks():
+    """One link interface: the deploy loop gets a SerialLink whatever the firmware, chosen by the config."""
+    assert load_robot("ant").link is Link and load_robot("servo-quad-opencat").link is OpenCatLink
+    assert issubclass(Link, SerialLink) and issubclass(OpenCatLink, SerialLink)
+
+
+@pytest.mark.parametrize(
+    ("block", "size"),
+    [("joint_positions", 8), ("joint_velocities", 8), ("contacts", 4), ("quaternion", 4), ("clock", 2)],
+)
+def test_block_sizes_follow_the_robot(block, size):
+    assert load_robot("ant").block_size(block) == size
+
+
 def test_adapter_builds_exactly_the_simulators_observation_from_state():
     """Emulated STATE through the Ant config gives the 27 values sim.make("ant") observes."""
     body = AntBody(seed=3, physics_hz=100)
@@ -101,6 +117,7 @@ def _write(tmp_path, config: str, calibration: str = SERVO_CALIBRATION):
         (SERVO_CONFIG.replace("max_slew: 2.0", "max_slew: -2"), None, "must be positive"),
         (SERVO_CONFIG.replace("joints: [a, b]", "joints: [a, b, c]"), None, "missing ['c']"),
         (SERVO_CONFIG + "colour: red\n", None, "unknown keys"),
+        (SERVO_CONFIG + "link: [opencat]\n", None, "link ['opencat'] must be one of bridge, opencat"),
         (SERVO_CONFIG.replace("joints: [a, b]", "joints: [a, b"), None, "not valid YAML"),
         (SERVO_CONFIG, SERVO_CALIBRATION.replace("sign: -1", "sign: 2"), "sign +1 or -1"),
         (SERVO_CONFIG, SERVO_CALIBRATION.replace("[-0.5, 1.0]", "[1.0, -0.5]"), "lower < upper"),
