@@ -375,7 +375,6 @@ class HebbianNetwork(FeedForward):
                 self._tanh_mask,
                 spec.normalise,
             )
-        self.lifetime_ticks = 0
 
     def reset(self, rng: np.random.Generator) -> None:
         """Fresh random weights (or the co-evolved initial weights) for a new lifetime."""
@@ -388,7 +387,6 @@ class HebbianNetwork(FeedForward):
             init = INITS[self.spec.init]
             source = PCG32(lifetime_seed(rng)) if self.spec.init == "uniform_pcg32" else rng
             self.set_weights([init(source, n_in, n_out) for n_in, n_out in self.spec.layer_shapes])
-        self.lifetime_ticks = 0
 
     def update(self) -> None:
         """Apply every synapse's rule to the last forward pass, one whole dW per layer.
@@ -415,7 +413,6 @@ class HebbianNetwork(FeedForward):
                 peak = np.max(np.abs(w))
                 if peak > 0:
                     w /= peak
-        self.lifetime_ticks += 1
 
     def tick(self, obs: np.ndarray) -> np.ndarray:
         if self.backend == "numpy":
@@ -424,5 +421,4 @@ class HebbianNetwork(FeedForward):
             self._load_obs(obs)  # checks the shape; the kernel then loads the layer input onto itself
             obs = self.activations[0]
         self._kernel(obs, self._buffer, self._layout)
-        self.lifetime_ticks += 1
         return self._action.copy()
