@@ -255,6 +255,7 @@ class OpenCatFirmware:
                 return
             self._token = None
             end, args = read
+            self.counters.safe_pose_requests += token == "d"  # the host's rests, not the boot's
             self.clock = self._react(token, args, end)
 
     def _read_command(self, token: str, start: float, now: float) -> tuple[float, bytes] | None:
@@ -405,7 +406,6 @@ class OpenCatFirmware:
                 rest[[0, 2]] = -rest[[0, 2]]
             t = self._shut(self._move(rest, self.timing.rest_step, t))
             self.gyro_balance = False
-            self.counters.safe_pose_requests += 1
             t = self._print(b"g\r\n", t)
         t = self._print(f"{token}\r\n".encode(), t)
         if self.last_token == SKILL and (token in "jpP" or token.lower() in "giv"):

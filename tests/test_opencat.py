@@ -31,7 +31,7 @@ from firmware_bridge.opencat import (
     slot,
     zyx_from_opencat,
 )
-from firmware_bridge.opencat_emulator import NEUTRAL_DEGREES, OpenCatFirmware, opencat_ypr
+from firmware_bridge.opencat_emulator import LIMITS, NEUTRAL_DEGREES, UNTIMED, OpenCatFirmware, opencat_ypr
 from firmware_bridge.protocol import POSITION, Command, SafePose
 from firmware_bridge.robot import gravity_direction, load_robot, yaw_angle
 from firmware_bridge.servo_body import ServoQuadBody
@@ -60,29 +60,36 @@ def lines(replies: list[bytes]) -> list[str]:
     return b"".join(replies).decode().split("\r\n")[:-1]
 
 
+def booted(body) -> OpenCatFirmware:
+    """The firmware after its boot lines and first rest, at t = 1 s (the adapter's legacy ypr build)."""
+    firmware = OpenCatFirmware(body, "ypr", UNTIMED)
+    assert lines(firmware.receive(b"", 0.0))[-2:] == ["g", "d"]
+    return firmware
+
+
 def test_emulated_firmware_answers_as_opencat_documents(body):
-    firmware = OpenCatFirmware(body)
-    assert lines(firmware.receive(b"?\n", 0.0)) == ["Bittle", "emulated", "?"]
-    table = lines(firmware.receive(b"j\n", 0.01))
+    firmware = booted(body)
+    assert lines(firmware.receive(b"?\n", 1.0)) == ["G", "Bittle", "N_250224", "?"]
+    table = lines(firmware.receive(b"j\n", 1.01))
     assert table[0].startswith("=0\t1\t2") and table[-1] == "j"
     assert [int(v) for v in table[1].split(",\t")[:-1]] == firmware.angles.tolist()
-    assert lines(firmware.receive(indexed_command([8, 12], np.array([10.0, -20.0])), 0.02)) == ["I"]
+    assert lines(firmware.receive(indexed_command([8, 12], np.array([10.0, -20.0])), 1.02)) == ["I"]
     assert firmware.angles[8] == 10 and firmware.angles[12] == -20
-    reading = lines(firmware.receive(b"v\n", 0.03))
+    reading = lines(firmware.receive(b"v\n", 1.03))
     assert len(reading) == 2 and reading[1] == "v" and len(reading[0].split("\t")) == 3
-    assert lines(firmware.receive(b"d\n", 0.04)) == ["g", "d"]  # rest, then servos off
-    firmware.control(0.6)
+    assert lines(firmware.receive(b"d\n", 1.04)) == ["g", "d"]  # rest, then servos off
+    firmware.control(1.04)
     assert body.robot.servos.limp
 
 
 def test_emulated_firmware_reads_like_the_real_one(body):
-    firmware = OpenCatFirmware(body)
-    assert firmware.receive(b"v", 0.0) == []  # no newline yet: the firmware waits up to 5 ms
-    assert lines(firmware.receive(b"", 0.01))[-1] == "v"
+    firmware = booted(body)
+    assert firmware.receive(b"v", 1.0) == []  # no newline yet: the firmware waits up to 5 ms
+    assert lines(firmware.receive(b"", 1.01))[-1] == "v"
     # a second command already waiting when a token is read becomes part of the first: swallowed
     before = firmware.angles.copy()
-    swallowed = firmware.receive(b"v\n" + indexed_command([8], np.array([40.0])), 0.02)
-    swallowed += firmware.receive(b"", 0.03)
+    swallowed = firmware.receive(b"v\n" + indexed_command([8], np.array([40.0])), 1.02)
+    swallowed += firmware.receive(b"", 1.03)
     assert lines(swallowed)[-1] == "v" and "I" not in lines(swallowed)
     assert np.array_equal(firmware.angles, before)
 
@@ -116,7 +123,7 @@ class EmulatedRobot:
     """The OpenCat emulator served in real time on a pty, in a thread of the test process."""
 
     def __init__(self, silent: bool = False, boot_s: float = 0.0) -> None:
-        self.firmware = OpenCatFirmware(ServoQuadBody(seed=0), silent, boot_s)
+        self.firmware = OpenCatFirmware(ServoQuadBody(seed=0), "ypr", UNTIMED, silent, boot_s)
         self.master, self.slave, self.path = open_pty()
         self.done = False
         self.thread = threading.Thread(
@@ -146,7 +153,8 @@ def test_link_handshake_reading_and_command(robot):
         assert link.commanded == pytest.approx(np.radians(rest))  # from 'j'
         assert link.poll() and link.latest_state is not None
         state = link.latest_state.message
-        assert gravity_direction(state.quaternion) == pytest.approx([0.0, 0.0, -1.0], abs=0.1)
+        # limp in the rest posture after boot (the firmware shuts the servos): about 8 degrees nose down
+        assert gravity_direction(state.quaternion) == pytest.approx([0.0, 0.0, -1.0], abs=0.2)
         targets = np.radians(np.linspace(-40.0, 40.0, 8)) + np.radians(0.3)  # not whole degrees
         link.send(Command(0, tuple(targets)))
         link.poll()  # waits for the command's confirmation, then reads the IMU
@@ -155,7 +163,7 @@ def test_link_handshake_reading_and_command(robot):
         assert link.latest_state.message.joint_pos == pytest.approx(np.radians(sent))  # what was commanded
         link.send(Command(0, (3.0,) * 8))  # beyond the servos' travel: clamped, never the '~' byte
         link.poll()
-        assert robot.firmware.angles[8] == MAX_DEGREES
+        assert robot.firmware.angles[8] == LIMITS[8][1]  # and the firmware holds slot 8 to its own 80
         link.send(SafePose(0))
         link.poll()
         assert robot.firmware.counters.safe_pose_requests == 1
@@ -184,7 +192,7 @@ def test_controller_on_a_silent_robot_exits_2_with_one_line(capsys):
 
 
 def test_controller_drives_the_emulated_opencat_robot_end_to_end(tmp_path):
-    emulator = Process("firmware_bridge.opencat_emulator")
+    emulator = Process("firmware_bridge.opencat_emulator", "--build", "ypr", "--untimed")
     port = re.search(r"on (/dev/\S+)", emulator.wait_for(r"on /dev/")).group(1)
     log = tmp_path / "run.csv"
     genome = str(still_genome(tmp_path / "still.npz"))
