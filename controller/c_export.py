@@ -77,16 +77,22 @@ def _robot_for(genome: Genome, robot: str | None):
     return config
 
 
-def _timing(genome: Genome) -> tuple[int, int]:
-    """The control period (us) the genome was evolved at and its settle ticks, from the task's simulator,
-    which defines both (the Ant 50 ms, the servo-quad 20 ms)."""
+def task_timing(task: str) -> tuple[float, int]:
+    """A task's control period (s) and settle ticks, from its simulator, which defines both (the Ant
+    50 ms, the servo-quad 20 ms): for a genome whose provenance does not record them."""
     import sim
 
-    env = sim.make(genome.task)
+    env = sim.make(task)
     try:
-        return round(float(env.unwrapped.dt) * 1e6), genome.settle_ticks(env.unwrapped.settle_ticks)
+        return float(env.unwrapped.dt), int(env.unwrapped.settle_ticks)
     finally:
         env.close()
+
+
+def _timing(genome: Genome) -> tuple[int, int]:
+    """The control period (us) the genome was evolved at and its settle ticks."""
+    period, settle_ticks = task_timing(genome.task)
+    return round((genome.control_period() or period) * 1e6), genome.settle_ticks(settle_ticks)
 
 
 def _observation_lines(config) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,12 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from controller.deploy import add_serial_arguments, run_serial
+from controller.app import StatusLine, Telemetry, build_network, run_command, summary, tick_callbacks
+from controller.deploy import DeploySettings, deploy
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
-from controller.loop import Lifetime, median_recovery, run_lifetime
+from controller.loop import Pacer, median_recovery, run_lifetime
 from controller.network import AUTO_BACKEND, BACKENDS
 from controller.plotting import pyplot
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.profile import load_profile
+from firmware_bridge.robot import shipped_robots
 
 DEFAULT_STEPS = 1000
 LEG_HELP = "legs: 1 front-left, 2 back-left, 3 back-right, 4 front-right (the Ant walks towards +x)"
@@ -37,9 +42,10 @@ DAMAGE_HELP = (
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    """Bad input beyond UserError: a damage spec, and the robot link's (port, config, firmware)."""
     from sim.damage import SpecError
 
-    return (UserError, SpecError)
+    return (SpecError, BridgeError)
 
 
 def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,67 +137,12 @@ def _genome(name: str | None, task: str | None) -> Genome:
     return load_genome(name or task or "ant", task=task)
 
 
-def _build(genome: Genome, backend: str) -> Any:
-    """The genome's network on the chosen backend; a backend this install lacks is a one-line error."""
-    try:
-        return genome.build(backend)
-    except (ValueError, ImportError) as exc:
-        raise UserError(f"--backend {backend}: {exc}") from None
-
-
 def _describe(genome: Genome, source: str) -> str:
     note = genome.provenance.get("note")
     label = f"{source} ({genome.kind}"
     if genome.kind == "hebbian":
         label += f", rule {genome.spec.rule}"
     return label + (f"; {note})" if note else ")")
-
-
-def _status(steps: int) -> Callable[..., None]:
-    """A live one-line status on the terminal, refreshed every 10 ticks."""
-
-    def show(tick: int, obs: np.ndarray, action: np.ndarray, info: dict[str, Any]) -> None:
-        if tick % 10 == 0 or tick == steps - 1:
-            damage = ",".join(info.get("damage", [])) or "none"
-            sys.stderr.write(
-                f"\rtick {tick + 1:5d}/{steps}  x {info['x_distance']:7.2f} m  damage {damage:<24s}"
-            )
-            sys.stderr.flush()
-
-    return show
-
-
-class _Telemetry:
-    """Per-tick CSV: time, distance, speed, damage, observation, action and per-layer weight norms."""
-
-    def __init__(self, path: Path, network: Any, dt: float) -> None:
-        self.file = path.open("w", newline="")
-        self.writer = csv.writer(self.file)
-        self.network, self.dt, self.last_x = network, dt, 0.0
-        self.header_written = False
-
-    def __call__(self, tick: int, obs: np.ndarray, action: np.ndarray, info: dict[str, Any]) -> None:
-        norms = [float(np.linalg.norm(w)) for w in self.network.weights]
-        if not self.header_written:
-            self.writer.writerow(
-                ["tick", "time_s", "x_distance", "speed", "damage"]
-                + [f"obs_{i}" for i in range(obs.size)]
-                + [f"action_{i}" for i in range(action.size)]
-                + [f"weight_norm_{k}" for k in range(len(norms))]
-            )
-            self.header_written = True
-        x = info["x_distance"]
-        self.writer.writerow(
-            [tick, f"{tick * self.dt:.3f}", f"{x:.4f}", f"{(x - self.last_x) / self.dt:.4f}"]
-            + [";".join(info.get("damage", []))]
-            + [f"{v:.5g}" for v in obs]
-            + [f"{v:.5g}" for v in action]
-            + [f"{v:.5g}" for v in norms]
-        )
-        self.last_x = x
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class _Video:
@@ -212,90 +163,115 @@ class _Video:
         self.writer.close()
 
 
-def _chain(callbacks: Sequence[Callable[..., None]]) -> Callable[..., None] | None:
-    if not callbacks:
-        return None
-
-    def call(*args: Any) -> None:
-        for callback in callbacks:
-            callback(*args)
-
-    return call
-
-
-def summary(life: Lifetime, steps: int) -> str:
-    """The final report: distance, speed around the damage, recovery, compute time, overruns."""
-    us = np.asarray(life.compute_s) * 1e6
-    by_reward = life.fitness_kind == "reward"
-    score = f"reward: {life.reward:.1f}" if by_reward else f"distance walked: {life.distance:.2f} m"
-    ended = " - episode over" if by_reward else " - fell over"
-    lines = [
-        f"{score} in {life.ticks} ticks ({life.ticks * life.dt:.1f} s)" + (ended if life.terminated else "")
-    ]
-    if life.damage_onset is not None:
-        onset = life.damage_onset
-        recovery = life.recovery_ticks()
-        lines += [
-            f"damage onset: tick {onset} ({onset * life.dt:.1f} s)",
-            f"mean speed before damage: {life.mean_speed(0, onset):.2f} m/s, "
-            f"after: {life.mean_speed(onset):.2f} m/s",
-            "ticks to recover (1 s mean speed >= 50% of before, held 5 s): "
-            + (f"{recovery}" if recovery is not None else "not recovered"),
-        ]
-    else:
-        lines.append(f"mean speed: {life.mean_speed():.2f} m/s")
-    lines.append(
-        f"tick compute: p50 {np.percentile(us, 50):.1f} us, p99 {np.percentile(us, 99):.1f} us, "
-        f"max {us.max():.1f} us; overruns: {life.overruns}"
-        if us.size
-        else "no ticks ran"
-    )
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.serial:
-        return run_serial(args)
+        return deploy(_deploy_settings(args))
     genome = _genome(args.genome, args.sim)
     for path in (args.log, args.video):
         _check_folder(path)
     env = _make_env(args, genome, render_mode="rgb_array" if args.video else None)
-    network = _build(genome, args.backend)
+    network = build_network(genome, args.backend)
     network.tick(np.zeros(genome.spec.obs_shape))  # compile/warm the backend outside the timed loop
     print(f"genome: {_describe(genome, args.genome or args.sim)}; backend {network.backend}")
     damage = ", ".join(_damages(args)) or "none"
     randomised = f", randomised by {args.randomise}" if args.randomise else ""
-    print(f"task: {args.sim}, control period {env.unwrapped.dt * 1e3:.0f} ms, damage: {damage}{randomised}")
+    dt = env.unwrapped.dt
+    print(f"task: {args.sim}, control period {dt * 1e3:.0f} ms, damage: {damage}{randomised}")
+    pacer = Pacer(dt) if args.realtime else None
     callbacks: list[Any] = []
     if args.log:
-        callbacks.append(_Telemetry(Path(args.log), network, env.unwrapped.dt))
+        callbacks.append(Telemetry(Path(args.log), network, dt))
     if args.video:
         callbacks.append(_Video(Path(args.video), env))
     if sys.stderr.isatty():
-        callbacks.append(_status(_steps(args)))
+        callbacks.append(StatusLine(_steps(args), pacer))
     try:
-        life = run_lifetime(
-            network,
-            env,
-            _steps(args),
-            args.seed,
-            settle_ticks=_settle(args, env, genome),
-            realtime=args.realtime,
-            on_tick=_chain(callbacks),
-        )
+        with tick_callbacks(*callbacks) as on_tick:
+            life = run_lifetime(
+                network,
+                env,
+                _steps(args),
+                args.seed,
+                settle_ticks=_settle(args, env, genome),
+                pacer=pacer,
+                on_tick=on_tick,
+            )
     finally:
-        for callback in callbacks:
-            if hasattr(callback, "close"):
-                callback.close()
         env.close()
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
-    print(summary(life, _steps(args)))
+    print("\n".join(summary(life, pacer)))
     if args.log:
         print(f"telemetry: {args.log} (plot it with: controller plot {args.log} -o run.png)")
     if args.video:
         print(f"video: {args.video}")
     return 0
+
+
+def _deploy_settings(args: argparse.Namespace) -> DeploySettings:
+    """The deploy's settings: the flags, and a deploy profile's values for those not given."""
+    profile = load_profile(args.config).values() if args.config else {}
+
+    def given(key: str) -> Any:
+        value = getattr(args, key)
+        return profile.get(key) if value is None else value
+
+    if not given("robot"):
+        raise UserError(
+            f"--serial needs --robot CONFIG (a YAML path or one of {', '.join(shipped_robots())}) "
+            "or --config PROFILE"
+        )
+    rate, duration = given("rate"), args.duration
+    if any(v is not None and not 0 < v < math.inf for v in (rate, duration)):
+        raise UserError("--rate and --duration must be positive")
+    _check_folder(args.log)
+    return DeploySettings(
+        port=args.serial,
+        robot=given("robot"),
+        genome=given("genome"),
+        calibration=given("calibration"),
+        rate=rate,
+        allow_rate_change=args.allow_rate_change,
+        duration=duration,
+        baud=given("baud"),
+        connect_timeout=args.connect_timeout,
+        seed=args.seed,
+        backend=args.backend,
+        log=args.log,
+    )
+
+
+def _add_serial_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the serial deploy path (``--genome``, ``--log``, ``--seed``, ``--backend`` are the
+    main parser's and are read too)."""
+    group = parser.add_argument_group("robot over serial (instead of --sim)")
+    group.add_argument("--serial", metavar="PORT", help="serial port of the robot (or of the emulator's pty)")
+    group.add_argument(
+        "--robot",
+        metavar="CONFIG",
+        help=f"robot config: YAML path or shipped name ({', '.join(shipped_robots())})",
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help="deploy profile (YAML): robot, rate, genome, calibration, baud "
+        "(e.g. launch/deploy/servo_quad.yaml); flags given here win",
+    )
+    group.add_argument(
+        "--rate",
+        type=float,
+        metavar="HZ",
+        help="control rate (default: the rate the genome was evolved at; another needs --allow-rate-change)",
+    )
+    group.add_argument(
+        "--allow-rate-change",
+        action="store_true",
+        help="run at a --rate other than the genome's, with a warning (a plastic network learns per tick)",
+    )
+    group.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    group.add_argument("--baud", type=int, help="baud rate (default: the robot config's)")
+    group.add_argument(
+        "--connect-timeout", type=float, default=5.0, metavar="S", help="wait this long for the robot's INFO"
+    )
+    group.add_argument("--calibration", metavar="FILE", help="calibration YAML (default: the config's)")
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -308,7 +284,7 @@ def evaluate(args: argparse.Namespace) -> int:
     _check_folder(args.json)
     genome = _genome(args.genome, args.sim)
     env = _make_env(args, genome)
-    network = _build(genome, args.backend)
+    network = build_network(genome, args.backend)
     lives = [
         run_lifetime(network, env, _steps(args), args.seed + k, settle_ticks=_settle(args, env, genome))
         for k in range(args.lifetimes)
@@ -371,7 +347,7 @@ def evaluate_suite(args: argparse.Namespace) -> int:
         )
     names = [args.genome] + ([args.against] if args.against else [])
     for name in names:  # a bad genome or backend is an error here, not in a worker
-        _build(_genome(name, suite.task), args.backend)
+        build_network(_genome(name, suite.task), args.backend)
     for path in (args.json, args.markdown):
         _check_folder(path)
     labels = list(dict.fromkeys(names))
@@ -506,7 +482,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--realtime", action="store_true", help="pace ticks to the wall clock")
     parser.add_argument("--video", metavar="FILE", help="write an offscreen-rendered video (mp4)")
     parser.add_argument("--log", metavar="FILE", help="write per-tick telemetry (CSV)")
-    add_serial_arguments(parser)
+    _add_serial_arguments(parser)
     return parser
 
 
@@ -609,17 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is not run:
         argv = argv[1:]
     args = make_parser().parse_args(argv)
-    try:
-        return command(args)
-    except _user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # whatever read stdout has gone (`| head -1`): stop quietly, as a Unix tool does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail too
-        return 1
+    return run_command(lambda: command(args), _user_errors)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,40 @@
 """``controller --serial PORT --robot CONFIG``: run a genome on a robot over serial, in real time.
 
-Handshake (HELLO -> INFO, checked against the robot config), then a loop paced by the wall clock
-at ``--rate``: read the freshest STATE, build the observation, tick the plastic network, map the
-action to a joint command, pass it through the safety layer and send it. The first command, and
-every resumption after the robot fell back to its safe pose, is reached through a slow ramp.
+Handshake (HELLO -> INFO, checked against the robot config), then the fixed-rate loop that runs the
+simulator (:func:`controller.loop.run_lifetime`), at the genome's control period unless told otherwise,
+over :class:`RobotEnv`: a robot with a gymnasium env's step interface. Each step maps the action to a
+joint command, passes it through the safety layer, sends it, waits for the tick's deadline and reads
+the freshest STATE. The first command, and every resumption after the robot fell back to its safe
+pose, is reached through a slow ramp.
 
 Stops: ``--duration`` reached (SAFE_POSE sent), Ctrl-C or SIGTERM (ESTOP sent), a safety trip
 (SAFE_POSE sent, exit 1), a STATE that contradicts INFO (ESTOP sent, one-line error, exit 2), any
-other failure (ESTOP sent if the port still works). Imports numpy,
-pyserial, PyYAML and the network code only: no simulator on the deploy path.
+other failure (ESTOP sent if the port still works). Imports numpy, pyserial, PyYAML and the network
+code only: no simulator on the deploy path (for a robot config without ``control_period_ms`` and a
+genome that records no period, the task's simulator says it).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from controller.app import OnTick, StatusLine, Telemetry, build_network, percentiles, summary, tick_callbacks
 from controller.errors import UserError
-from controller.genome import load_genome
+from controller.genome import Genome, load_genome
+from controller.loop import Lifetime, Pacer, run_lifetime
 from controller.network import FeedForward
 from firmware_bridge.errors import BridgeError, ConfigError, RobotError
 from firmware_bridge.link import SerialLink, clock_us
-from firmware_bridge.profile import load_profile
 from firmware_bridge.protocol import (
     FAULT_WATCHDOG,
     REASON_HOST_FAULT,
@@ -45,185 +47,158 @@ from firmware_bridge.protocol import (
     State,
     describe_faults,
 )
-from firmware_bridge.robot import Adapter, RobotConfig, load_robot, shipped_robots
+from firmware_bridge.robot import Adapter, RobotConfig, load_robot
 from firmware_bridge.safety import Ramp, Safety, SafetyTrip
 
-STATUS_INTERVAL_S = 0.2
-DEFAULT_RATE_HZ = 50.0
 
+@dataclass(frozen=True)
+class DeploySettings:
+    """What a deploy needs, typed; the CLI builds it from its flags and a deploy profile."""
 
-def add_serial_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of the serial deploy path (``--genome``, ``--log``, ``--seed``, ``--backend`` are the
-    main parser's and are read too)."""
-    group = parser.add_argument_group("robot over serial (instead of --sim)")
-    group.add_argument("--serial", metavar="PORT", help="serial port of the robot (or of the emulator's pty)")
-    group.add_argument(
-        "--robot",
-        metavar="CONFIG",
-        help=f"robot config: YAML path or shipped name ({', '.join(shipped_robots())})",
-    )
-    group.add_argument(
-        "--config",
-        metavar="FILE",
-        help="deploy profile (YAML): robot, rate, genome, calibration, baud "
-        "(e.g. launch/deploy/servo_quad.yaml); flags given here win",
-    )
-    group.add_argument("--rate", type=float, metavar="HZ", help=f"control rate (default {DEFAULT_RATE_HZ:g})")
-    group.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
-    group.add_argument("--baud", type=int, help="baud rate (default: the robot config's)")
-    group.add_argument(
-        "--connect-timeout", type=float, default=5.0, metavar="S", help="wait this long for the robot's INFO"
-    )
-    group.add_argument("--calibration", metavar="FILE", help="calibration YAML (default: the config's)")
+    port: str
+    robot: str  # robot config: YAML path or shipped name
+    genome: str | None = None  # default: the robot config's
+    calibration: str | None = None  # default: the robot config's
+    rate: float | None = None  # Hz; default: the genome's control period
+    allow_rate_change: bool = False  # run at a ``rate`` other than the genome's (with a warning)
+    duration: float | None = None  # s; None: until Ctrl-C
+    baud: int | None = None  # default: the robot config's
+    connect_timeout: float = 5.0
+    seed: int = 0
+    backend: str = "auto"
+    log: str | None = None  # telemetry CSV
 
 
 @dataclass
-class RunResult:
-    rate_hz: float
-    ticks: int = 0
-    seconds: float = 0.0
-    misses: int = 0  # ticks whose work ended after the next tick was due
-    network_s: list[float] = field(default_factory=list)  # network tick time per control tick
-    work_s: list[float] = field(default_factory=list)  # whole tick: read, network, safety, send
+class BodyStats:
+    """What the robot did, beyond what the loop counts."""
+
     ages_s: list[float] = field(default_factory=list)  # age of the STATE each command was based on
     stale_ticks: int = 0  # ticks without a fresh STATE (host watchdog)
     stale_events: int = 0  # times the host watchdog sent SAFE_POSE
     ramps: int = 0
     robot_watchdog_trips: int = 0
     faults_seen: int = 0
-    travel_x: float | None = None  # m, integrated base velocity (if the robot sends one)
-    stop: str = ""
-    exit_code: int = 0
 
 
-class Deployment:
-    """One run of a network on a robot; :meth:`run` returns what happened."""
+class RobotEnv:
+    """A robot over a serial link with the step interface of a gymnasium env, so that one fixed-rate
+    loop runs a simulator and a robot alike.
 
-    def __init__(
-        self,
-        link: SerialLink,
-        robot: RobotConfig,
-        network: FeedForward,
-        rate_hz: float,
-        on_tick: Callable[[Deployment, str, np.ndarray | None, np.ndarray | None], None] | None = None,
-    ) -> None:
-        self.link, self.robot, self.network = link, robot, network
+    ``step(action)`` sends the action's joint command (through the ramp and the safety layer), waits
+    on ``pacer`` for the tick's deadline, then reads the freshest STATE: the network sees it as soon as
+    it can. No fresh STATE (the host watchdog): SAFE_POSE once, then wait; fresh STATE again ramps
+    anew. While it ramps or waits, ``info["control"]`` is False: the loop's action is then the
+    network's forward pass without learning, and only the first step of a ramp uses it, as its target.
+    ``info["x_distance"]``: the integrated base velocity, when the robot sends a base estimate.
+    """
+
+    fitness = "distance"
+
+    def __init__(self, link: SerialLink, robot: RobotConfig, pacer: Pacer) -> None:
+        self.link, self.robot, self.pacer = link, robot, pacer
+        self.dt = pacer.period
         self.adapter = Adapter(robot)
-        self.safety = Safety(robot, rate_hz)
-        self.period = 1.0 / rate_hz
-        self.on_tick = on_tick
-        self.result = RunResult(rate_hz)
+        self.safety = Safety(robot, 1.0 / pacer.period)
+        self.stats = BodyStats()
         self.state: State | None = None
-        self.obs: np.ndarray | None = None
+        self.obs = np.zeros(robot.obs_size)
+        self._age = math.inf
+        self._x = 0.0
         self._ramp: Ramp | None = None
+        self._next = "ramp"  # what the next step does: ramp, run, or stale (wait for STATE)
         self._waiting = True  # the robot holds its safe pose until the first COMMAND
 
-    def run(self, duration: float | None) -> RunResult:
-        result, link = self.result, self.link
-        try:
-            with _sigterm_as_interrupt() as received:
-                try:
-                    self._loop(duration)
-                    link.send(SafePose(REASON_OPERATOR))
-                    result.stop = f"duration reached ({duration:g} s); SAFE_POSE sent"
-                except KeyboardInterrupt:
-                    link.send(Estop(REASON_OPERATOR))
-                    result.stop = f"interrupted ({received['name']}); ESTOP sent"
-                    result.exit_code = 128 + received["signum"]
-        except SafetyTrip as trip:
-            link.send(SafePose(trip.reason))
-            result.stop, result.exit_code = f"{trip}; SAFE_POSE sent", 1
-        except RobotError:
-            with contextlib.suppress(BridgeError):
-                link.send(Estop(REASON_ROBOT_FAULT))
-            raise
-        except BaseException:
-            with contextlib.suppress(BridgeError):
-                link.send(Estop(REASON_HOST_FAULT))
-            raise
-        return result
+    @property
+    def unwrapped(self) -> RobotEnv:
+        return self
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Wait for the first STATE (up to the link timeout); the control clock starts then."""
+        timeout = self.robot.safety.link_timeout_s
+        start = time.monotonic()
+        while self.link.latest_state is None:
+            if time.monotonic() - start > timeout:
+                raise self._no_state(timeout)
+            self.link.wait(self.dt)
+            self.link.poll()
+        self.pacer.start()
+        self._read()
+        return self.obs, self._info("ramp", None, self._age)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        phase, age, command = self._next, self._age, None
+        if phase != "stale":
+            assert self.state is not None  # a phase other than stale follows a fresh STATE
+            if self._ramp is None:
+                start = self.adapter.hold(self.state)
+                ticks = round(self.robot.safety.ramp_s / self.dt)
+                self._ramp = Ramp(start, self.adapter.command(action), ticks)
+                self.safety.start_from(start)
+                self.stats.ramps += 1
+            command = self._ramp.next() if phase == "ramp" else self.adapter.command(action)
+            command = self.safety.limit(command)
+            self.link.send(Command(clock_us(), tuple(command.tolist())))
+            self._waiting = False
+            self.stats.ages_s.append(age)
+        self.pacer.wait()
+        self._read()
+        return self.obs, 0.0, False, False, self._info(phase, command, age)
+
+    def _read(self) -> None:
+        """The freshest STATE: the observation, the guards, and what the next step does."""
+        link, config = self.link, self.robot.safety
+        link.poll()
+        self._age = age = link.state_age(time.monotonic())
+        if age > config.link_timeout_s:
+            raise self._no_state(age)
+        if age > config.state_timeout_ms * 1e-3:
+            self.stats.stale_ticks += 1
+            if not self._waiting:
+                link.send(SafePose(REASON_STATE_TIMEOUT))
+                self.stats.stale_events += 1
+                self._waiting, self._ramp = True, None
+            self._next = "stale"
+            return
+        assert link.latest_state is not None  # a finite age means a STATE arrived
+        state = link.latest_state.message
+        if state.faults & FAULT_WATCHDOG and not (self.state and self.state.faults & FAULT_WATCHDOG):
+            self.stats.robot_watchdog_trips += 1
+            self._ramp = None
+        self._check_counts(state)
+        self.state = state
+        self.stats.faults_seen |= state.faults
+        self.safety.check_state(state)
+        self.obs = self.adapter.observation(state).copy()  # the adapter reuses its buffer
+        if state.base is not None:
+            self._x += state.base.velocity[0] * self.dt
+        self._next = "run" if self._ramp is not None and self._ramp.done else "ramp"
+
+    def _info(self, phase: str, command: np.ndarray | None, age: float) -> dict[str, Any]:
+        state, counters = self.state, self.link.counters
+        sent = command if command is not None else [math.nan] * len(self.robot.joints)
+        faults = describe_faults(state.faults) if state is not None else "-"
+        info: dict[str, Any] = {
+            "control": self._next == "run",
+            "phase": phase,
+            "telemetry": {
+                "phase": phase,
+                "state_age_ms": f"{age * 1e3:.2f}" if phase != "stale" else "nan",
+                "robot_faults": state.faults if state is not None else "",
+                **{f"command_{i}": f"{v:.5g}" for i, v in enumerate(sent)},
+            },
+            "status": f"STATE age {self._age * 1e3:5.1f} ms  crc errors {counters.rejected['crc']}  "
+            f"dropped {counters.dropped}  robot faults {faults:<20s}",
+        }
+        if state is not None and state.base is not None:
+            info["x_distance"] = self._x
+        return info
 
     def _no_state(self, seconds: float) -> BridgeError:
         return BridgeError(
             f"no STATE from the robot on {self.link.name} for {seconds:.1f} s; "
             "check the cable, the robot's power and its firmware"
         )
-
-    def _loop(self, duration: float | None) -> None:
-        result, link, config = self.result, self.link, self.robot.safety
-        start = time.monotonic()
-        while link.latest_state is None:
-            if time.monotonic() - start > config.link_timeout_s:
-                raise self._no_state(config.link_timeout_s)
-            link.wait(self.period)
-            link.poll()
-        start = next_tick = time.monotonic()
-        end = math.inf if duration is None else start + duration
-        try:
-            while (now := time.monotonic()) < end:
-                link.poll()
-                age = link.state_age(now)
-                if age > config.link_timeout_s:
-                    raise self._no_state(age)
-                if age > config.state_timeout_ms * 1e-3:
-                    self._stale()
-                else:
-                    self._control(age)
-                result.ticks += 1
-                done = time.monotonic()
-                result.work_s.append(done - now)
-                next_tick += self.period
-                if done > next_tick:
-                    result.misses += 1
-                    next_tick = done
-                else:
-                    time.sleep(next_tick - done)
-        finally:  # a trip or an interrupt ends the run too: the summary gives the time it ran
-            result.seconds = time.monotonic() - start
-
-    def _stale(self) -> None:
-        """Host watchdog: no fresh STATE. Send SAFE_POSE once, then wait for STATE and re-ramp."""
-        self.result.stale_ticks += 1
-        if not self._waiting:
-            self.link.send(SafePose(REASON_STATE_TIMEOUT))
-            self.result.stale_events += 1
-            self._waiting, self._ramp = True, None
-        if self.on_tick:
-            self.on_tick(self, "stale", None, None)
-
-    def _control(self, age: float) -> None:
-        received = self.link.latest_state
-        assert received is not None  # a finite age means a STATE arrived
-        state = received.message
-        rose = state.faults & FAULT_WATCHDOG and not (self.state and self.state.faults & FAULT_WATCHDOG)
-        if rose:
-            self.result.robot_watchdog_trips += 1
-        self._check_counts(state)
-        self.state = state
-        self.result.faults_seen |= state.faults
-        self.safety.check_state(state)
-        obs = self.obs = self.adapter.observation(state)
-        if self._ramp is None or rose:
-            start = self.adapter.hold(state)
-            self._ramp = Ramp(start, self.adapter.command(self.network.act(obs)), self._ramp_ticks())
-            self.safety.start_from(start)
-            self.result.ramps += 1
-        action = None
-        if not self._ramp.done:
-            phase, command = "ramp", self._ramp.next()
-        else:
-            t0 = time.perf_counter()
-            action = self.network.tick(obs)
-            self.result.network_s.append(time.perf_counter() - t0)
-            phase, command = "run", self.adapter.command(action)
-        command = self.safety.limit(command)
-        self.link.send(Command(clock_us(), tuple(command.tolist())))
-        self._waiting = False
-        self.result.ages_s.append(age)
-        if state.base is not None:
-            self.result.travel_x = (self.result.travel_x or 0.0) + state.base.velocity[0] * self.period
-        if self.on_tick:
-            self.on_tick(self, phase, action, command)
 
     def _check_counts(self, state: State) -> None:
         """A STATE must carry what INFO announced (INFO was checked against the config)."""
@@ -237,8 +212,56 @@ class Deployment:
                 "ESTOP sent: fix the firmware's STATE"
             )
 
-    def _ramp_ticks(self) -> int:
-        return round(self.robot.safety.ramp_s / self.period)
+
+@dataclass
+class RunResult:
+    life: Lifetime
+    pacer: Pacer
+    body: RobotEnv
+    seconds: float = 0.0
+    stop: str = ""
+    exit_code: int = 0
+
+
+class Deployment:
+    """One run of a network on a robot whose link is in session; :meth:`run` returns what happened."""
+
+    def __init__(
+        self, link: SerialLink, robot: RobotConfig, network: FeedForward, rate_hz: float, seed: int = 0
+    ) -> None:
+        self.link, self.network, self.seed = link, network, seed
+        self.pacer = Pacer(1.0 / rate_hz)
+        self.result = RunResult(Lifetime(), self.pacer, RobotEnv(link, robot, self.pacer))
+
+    def run(self, duration: float | None, on_tick: OnTick | None = None) -> RunResult:
+        result, link = self.result, self.link
+        ticks = sys.maxsize if duration is None else max(1, round(duration / self.pacer.period))
+        try:
+            with _sigterm_as_interrupt() as received:
+                try:
+                    run_lifetime(
+                        self.network, result.body, ticks, self.seed, on_tick=on_tick, life=result.life
+                    )
+                    link.send(SafePose(REASON_OPERATOR))
+                    result.stop = f"duration reached ({duration:g} s); SAFE_POSE sent"
+                except KeyboardInterrupt:
+                    link.send(Estop(REASON_OPERATOR))
+                    result.stop = f"interrupted ({received['name']}); ESTOP sent"
+                    result.exit_code = 128 + received["signum"]
+                finally:  # a trip or an interrupt ends the run too: the summary gives the time it ran
+                    result.seconds = self.pacer.seconds
+        except SafetyTrip as trip:
+            link.send(SafePose(trip.reason))
+            result.stop, result.exit_code = f"{trip}; SAFE_POSE sent", 1
+        except RobotError:
+            with contextlib.suppress(BridgeError):
+                link.send(Estop(REASON_ROBOT_FAULT))
+            raise
+        except BaseException:
+            with contextlib.suppress(BridgeError):
+                link.send(Estop(REASON_HOST_FAULT))
+            raise
+        return result
 
 
 @contextlib.contextmanager
@@ -260,91 +283,45 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, Any]]:
             signal.signal(sig, handler)
 
 
-class Telemetry:
-    """Per-tick CSV. ``time_s``, ``speed``, ``damage`` and ``weight_norm_K`` columns make it
-    readable by ``controller plot`` too."""
+def report(result: RunResult, link: SerialLink) -> str:
+    """The final report: why it stopped, the lifetime's summary, the host watchdog, the link, the robot."""
+    stats = result.body.stats
+    return "\n".join(
+        [
+            f"stopped: {result.stop}",
+            *summary(result.life, result.pacer, result.seconds),
+            f"STATE age when used: {percentiles(stats.ages_s, 1e3, 'ms')}; host watchdog: "
+            f"{stats.stale_ticks} stale ticks, {stats.stale_events} SAFE_POSE; ramps {stats.ramps}",
+            f"link: {link.counters.summary()}",
+            f"robot: faults seen {describe_faults(stats.faults_seen)}, its watchdog tripped "
+            f"{stats.robot_watchdog_trips} times",
+        ]
+    )
 
-    def __init__(self, path: Path, robot: RobotConfig, layers: int) -> None:
-        self.file = path.open("w", newline="")
-        self.writer = csv.writer(self.file)
-        self.start = time.monotonic()
-        n = len(robot.joints)
-        self.writer.writerow(
-            ["tick", "time_s", "phase", "state_age_ms", "robot_faults", "speed", "damage"]
-            + [f"obs_{i}" for i in range(robot.obs_size)]
-            + [f"action_{i}" for i in range(n)]
-            + [f"command_{i}" for i in range(n)]
-            + [f"weight_norm_{k}" for k in range(layers)]
+
+def control_rate(settings: DeploySettings, genome: Genome, robot: RobotConfig) -> float:
+    """The rate to run at: the genome's control period (its provenance; else the robot config's; else
+    its task's simulator, as the C export reads it). Another ``--rate`` is refused unless allowed, and
+    then warned about: a plastic network learns per tick, so at another rate it is another controller."""
+    period = genome.control_period() or robot.control_period_s
+    if period is None:
+        from controller.c_export import task_timing
+
+        period, _ = task_timing(robot.task)
+    trained = 1.0 / period
+    if settings.rate is None or math.isclose(settings.rate, trained):
+        return trained
+    if not settings.allow_rate_change:
+        raise UserError(
+            f"--rate {settings.rate:g} Hz is not the {trained:g} Hz the genome was evolved at (its plastic "
+            f"rules learn per tick); drop --rate, or add --allow-rate-change to run at {settings.rate:g} Hz"
         )
-
-    def __call__(
-        self, run: Deployment, phase: str, action: np.ndarray | None, command: np.ndarray | None
-    ) -> None:
-        r, state, n = run.result, run.state, len(run.robot.joints)
-        blank = ["nan"] * n
-        speed = state.base.velocity[0] if state is not None and state.base is not None else math.nan
-        self.writer.writerow(
-            [r.ticks, f"{time.monotonic() - self.start:.4f}", phase]
-            + [f"{r.ages_s[-1] * 1e3:.2f}" if phase != "stale" else "nan"]
-            + [state.faults if state is not None else "", f"{speed:.4f}", ""]
-            + ([f"{v:.5g}" for v in run.obs] if run.obs is not None else ["nan"] * run.robot.obs_size)
-            + ([f"{v:.5g}" for v in action] if action is not None else blank)
-            + ([f"{v:.5g}" for v in command] if command is not None else blank)
-            + [f"{np.linalg.norm(w):.5g}" for w in run.network.weights]
-        )
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class StatusLine:
-    """A live one-line status on a terminal, refreshed five times a second."""
-
-    def __init__(self) -> None:
-        self.next = 0.0
-
-    def __call__(
-        self, run: Deployment, phase: str, action: np.ndarray | None, command: np.ndarray | None
-    ) -> None:
-        now = time.monotonic()
-        if now < self.next:
-            return
-        self.next = now + STATUS_INTERVAL_S
-        r, c = run.result, run.link.counters
-        faults = describe_faults(run.state.faults) if run.state is not None else "-"
-        age = f"{r.ages_s[-1] * 1e3:5.1f}" if r.ages_s else "    -"
-        sys.stderr.write(
-            f"\r{phase:<5s} tick {r.ticks:6d}  misses {r.misses}  STATE age {age} ms  crc errors "
-            f"{c.rejected['crc']}  dropped {c.dropped}  robot faults {faults:<20s}"
-        )
-        sys.stderr.flush()
-
-
-def _percentiles(values: list[float], scale: float, unit: str) -> str:
-    if not values:
-        return "none"
-    p50, p99 = np.percentile(np.asarray(values) * scale, [50, 99])
-    return f"p50 {p50:.1f} {unit}, p99 {p99:.1f} {unit}"
-
-
-def summary(result: RunResult, link: SerialLink) -> str:
-    """The final report: why it stopped, timing, the host watchdog, the link and the robot."""
-    share = 100.0 * result.misses / max(1, result.ticks)
-    lines = [
-        f"stopped: {result.stop}",
-        f"ticks: {result.ticks} at {result.rate_hz:g} Hz in {result.seconds:.2f} s; "
-        f"deadline misses {result.misses} ({share:.2f}%)",
-        f"tick compute (network): {_percentiles(result.network_s, 1e6, 'us')}; "
-        f"whole tick: {_percentiles(result.work_s, 1e6, 'us')}",
-        f"STATE age when used: {_percentiles(result.ages_s, 1e3, 'ms')}; host watchdog: "
-        f"{result.stale_ticks} stale ticks, {result.stale_events} SAFE_POSE; ramps {result.ramps}",
-        f"link: {link.counters.summary()}",
-        f"robot: faults seen {describe_faults(result.faults_seen)}, its watchdog tripped "
-        f"{result.robot_watchdog_trips} times",
-    ]
-    if result.travel_x is not None:
-        lines.append(f"base travel (integrated velocity): {result.travel_x:+.2f} m along x")
-    return "\n".join(lines)
+    print(
+        f"warning: control at {settings.rate:g} Hz, but the genome was evolved at {trained:g} Hz; "
+        "it learns per tick, so it may not walk",
+        file=sys.stderr,
+    )
+    return settings.rate
 
 
 def _check_rate(rate: float, robot: RobotConfig, max_rate: int) -> None:
@@ -352,69 +329,40 @@ def _check_rate(rate: float, robot: RobotConfig, max_rate: int) -> None:
         raise ConfigError(f"--rate {rate:g} Hz is outside what robot {robot.name!r} takes (0, {max_rate}] Hz")
 
 
-def deploy(args: argparse.Namespace) -> int:
-    robot = load_robot(args.robot, args.calibration)
-    genome_name = args.genome or robot.genome
+def deploy(settings: DeploySettings) -> int:
+    robot = load_robot(settings.robot, settings.calibration)
+    genome_name = settings.genome or robot.genome
     genome = load_genome(genome_name, task=robot.task, obs_size=robot.obs_size, action_size=len(robot.joints))
-    link = robot.link.connect(args.serial, args.baud or robot.baud, robot.joints, 1.0 / args.rate)
-    with link:
-        network = genome.build(args.backend)
-        network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop
-        network.reset(np.random.default_rng([args.seed, 1]))
+    rate = control_rate(settings, genome, robot)
+    network = build_network(genome, settings.backend)
+    network.tick(np.zeros(genome.obs_size))  # compile/warm the backend before the loop
+    baud = settings.baud or robot.baud
+    with robot.link.connect(settings.port, baud, robot.joints, 1.0 / rate) as link:
         print(
             f"genome: {genome_name} ({genome.kind}); backend {network.backend}; robot config {robot.source}"
         )
-        info = link.handshake(args.connect_timeout)
+        info = link.handshake(settings.connect_timeout)
         robot.check_info(info)
-        _check_rate(args.rate, robot, info.max_rate_hz)
+        _check_rate(rate, robot, info.max_rate_hz)
         rtts = link.ping(5, timeout=0.1)
         rtt = f"{np.median(rtts) * 1e3:.2f} ms" if rtts else "lost"
+        duration = settings.duration
         print(
-            f"robot {info.robot_name} on {args.serial}: protocol v{info.protocol_version}, "
+            f"robot {info.robot_name} on {settings.port}: protocol v{info.protocol_version}, "
             f"{len(info.joint_names)} joints, STATE {info.state_rate_hz} Hz, watchdog {info.watchdog_ms} ms, "
-            f"heartbeat round trip {rtt}; control at {args.rate:g} Hz"
-            + (f" for {args.duration:g} s" if args.duration else " until Ctrl-C"),
+            f"heartbeat round trip {rtt}; control at {rate:g} Hz"
+            + (f" for {duration:g} s" if duration else " until Ctrl-C"),
             flush=True,
         )
-        callbacks: list[Any] = []
-        if args.log:
-            callbacks.append(Telemetry(Path(args.log), robot, len(network.weights)))
+        run = Deployment(link, robot, network, rate, settings.seed)
+        callbacks: list[OnTick] = []
+        if settings.log:
+            callbacks.append(Telemetry(Path(settings.log), network, 1.0 / rate))
         if sys.stderr.isatty():
-            callbacks.append(StatusLine())
-
-        def on_tick(*values: Any) -> None:
-            for callback in callbacks:
-                callback(*values)
-
-        try:
-            result = Deployment(link, robot, network, args.rate, on_tick).run(args.duration)
-        finally:
-            for callback in callbacks:
-                if hasattr(callback, "close"):
-                    callback.close()
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
-        print(summary(result, link))
-    if args.log:
-        print(f"telemetry: {args.log}")
+            callbacks.append(StatusLine(None, run.pacer))
+        with tick_callbacks(*callbacks) as on_tick:
+            result = run.run(duration, on_tick)
+        print(report(result, link))
+    if settings.log:
+        print(f"telemetry: {settings.log}")
     return result.exit_code
-
-
-def run_serial(args: argparse.Namespace) -> int:
-    """The ``--serial`` branch of ``controller``: bridge errors become the CLI's one-line errors."""
-    try:
-        if args.config:
-            for key, value in load_profile(args.config).values().items():
-                if getattr(args, key) is None:  # a flag given on the command line wins
-                    setattr(args, key, value)
-        if not args.robot:
-            raise UserError(
-                f"--serial needs --robot CONFIG (a YAML path or one of {', '.join(shipped_robots())}) "
-                "or --config PROFILE"
-            )
-        args.rate = DEFAULT_RATE_HZ if args.rate is None else args.rate
-        if args.rate <= 0 or (args.duration is not None and args.duration <= 0):
-            raise UserError("--rate and --duration must be positive")
-        return deploy(args)
-    except BridgeError as exc:
-        raise UserError(str(exc)) from None

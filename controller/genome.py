@@ -65,6 +65,18 @@ class Genome:
         evolve wrote it), else the task's: a plastic network starts from the state it was evolved in."""
         return int(self.provenance.get("settle_ticks", task_default))
 
+    def control_period(self) -> float | None:
+        """The control period (s) the genome was evolved at, as evolve records it in the provenance
+        (``control_period_s``); None for a genome written before it did."""
+        period = self.provenance.get("control_period_s")
+        if period is None:
+            return None
+        if isinstance(period, bool) or not isinstance(period, int | float) or not 0 < period < math.inf:
+            raise UserError(
+                f"genome provenance control_period_s must be a positive number of s, got {period!r}"
+            )
+        return float(period)
+
     @property
     def action_size(self) -> int:
         return self.spec.action_size

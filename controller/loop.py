@@ -1,8 +1,9 @@
 """One lifetime of a controller in an environment, at a fixed control rate.
 
-The same loop serves evolution (lockstep with the simulator, as fast as it goes) and the
-``controller`` command (optionally paced to the wall clock). Every tick: observation -> network
-forward pass -> plasticity update -> action -> environment step.
+The same loop serves evolution (lockstep with the simulator, as fast as it goes), the ``controller``
+command (optionally paced to the wall clock) and a real robot (``controller.deploy.RobotEnv``, an env
+whose step waits for the tick's deadline itself). Every tick: observation -> network forward pass ->
+plasticity update -> action -> environment step.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Lifetime:
     dt: float = 0.0
     speeds: list[float] = field(default_factory=list)  # m/s per tick
     compute_s: list[float] = field(default_factory=list)  # network time per tick
-    overruns: int = 0  # ticks that missed their wall-clock deadline (realtime only)
+    measured: bool = True  # False: the body reports no distance (a robot without a base estimate)
     damage_onset: int | None = None  # tick at which info["damage"] first changed
 
     def mean_speed(self, start: int = 0, stop: int | None = None) -> float:
@@ -85,6 +86,50 @@ def median_recovery(ticks: Sequence[int | None]) -> tuple[float | None, int]:
     return (median if np.isfinite(median) else None), int(np.isfinite(spans).sum())
 
 
+class Pacer:
+    """Holds a fixed control period against the wall clock (a simulator run in real time, a robot).
+
+    :meth:`wait` ends a tick: it sleeps until the tick's deadline. A tick whose work ends past its
+    deadline is a miss, counted, and the next tick starts at once: late ticks still run, none is
+    dropped. A tick more than a whole period late restarts the schedule from now rather than running
+    ticks back to back to catch up (a robot's slew limit is per tick); the deadlines it ran through
+    are counted in ``skipped``.
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.ticks = self.misses = self.skipped = 0
+        self.work_s: list[float] = []  # per tick: from its start to its wait
+        self.start()
+
+    def start(self) -> None:
+        """Tick 0 starts now."""
+        self.started = self._tick_start = time.perf_counter()
+        self._deadline = self.started + self.period
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock time since :meth:`start`."""
+        return time.perf_counter() - self.started
+
+    def wait(self) -> None:
+        now = time.perf_counter()
+        self.ticks += 1
+        self.work_s.append(now - self._tick_start)
+        if now <= self._deadline:
+            time.sleep(self._deadline - now)
+            self._tick_start, self._deadline = self._deadline, self._deadline + self.period
+            return
+        self.misses += 1
+        behind = int((now - self._deadline) // self.period)
+        self._tick_start = now
+        if behind:
+            self.skipped += behind
+            self._deadline = now + self.period
+        else:
+            self._deadline += self.period
+
+
 def run_lifetime(
     network: FeedForward,
     env: gymnasium.Env,
@@ -92,54 +137,64 @@ def run_lifetime(
     seed: int,
     settle_ticks: int = 0,
     early_stop: EarlyStop | None = None,
-    realtime: bool = False,
+    pacer: Pacer | None = None,
     on_tick: Callable[[int, np.ndarray, np.ndarray, dict[str, Any]], None] | None = None,
+    life: Lifetime | None = None,
 ) -> Lifetime:
     """Run one lifetime: fresh random weights, ``settle_ticks`` of zero action, then control.
 
-    ``seed`` fixes both the environment's reset and the network's initial weights.
+    ``seed`` fixes both the environment's reset and the network's initial weights. ``pacer``: waited
+    on after every step, to hold the wall-clock rate. An env whose ``info["control"]`` is False will
+    not apply the next action (a robot ramping to its first pose, or waiting for fresh sensors): the
+    network then runs its forward pass only, without learning. ``on_tick(tick, obs, action, info)``
+    gets the observation the network acted on, its action and the step's info. ``life`` is filled in as
+    the ticks run, so a caller whose run is stopped (Ctrl-C, a safety trip) keeps what it did.
     """
     by_reward = env.unwrapped.fitness == "reward"
     network.reset(np.random.default_rng([seed, 1]))
     obs, info = env.reset(seed=seed)
     dt = float(env.unwrapped.dt)
-    zero = np.zeros(env.action_space.shape, dtype=np.float32)
-    for _ in range(settle_ticks):
-        obs, _, terminated, _, info = env.step(zero)
-    start_x = info["x_distance"]
+    if settle_ticks:
+        zero = np.zeros(env.action_space.shape, dtype=np.float32)
+        for _ in range(settle_ticks):
+            obs, _, terminated, _, info = env.step(zero)
+    start_x = info.get("x_distance", 0.0)
     damage = info.get("damage")
-    life = Lifetime(dt=dt, fitness_kind=env.unwrapped.fitness)
+    life = life or Lifetime()
+    life.dt, life.fitness_kind, life.measured = dt, env.unwrapped.fitness, "x_distance" in info
     x, best_x, stalled = start_x, start_x, 0
-    deadline = time.perf_counter()
-    for tick in range(ticks):
-        t0 = time.perf_counter()
-        action = network.tick(obs)
-        life.compute_s.append(time.perf_counter() - t0)
-        obs, reward, terminated, truncated, info = env.step(action)
-        life.reward += float(reward)
-        life.speeds.append((info["x_distance"] - x) / dt)
-        x = info["x_distance"]
-        life.ticks = tick + 1
-        if life.damage_onset is None and info.get("damage") != damage:
-            life.damage_onset = tick
-        if on_tick is not None:
-            on_tick(tick, obs, action, info)
-        if realtime:
-            deadline += dt
-            lag = deadline - time.perf_counter()
-            if lag > 0:
-                time.sleep(lag)
+    if pacer is not None:
+        pacer.start()
+    try:
+        for tick in range(ticks):
+            if info.get("control", True):
+                t0 = time.perf_counter()
+                action = network.tick(obs)
+                life.compute_s.append(time.perf_counter() - t0)
             else:
-                life.overruns += 1
-        if terminated or truncated:
-            life.terminated = bool(terminated)
-            break
-        if early_stop is not None:
-            stalled = stalled + 1 if (reward < 0 if by_reward else x <= best_x) else 0
-            best_x = max(best_x, x)
-            if tick >= early_stop.after and stalled >= early_stop.patience:
-                life.early_stopped = True
+                action = network.act(obs)
+            seen = obs
+            obs, reward, terminated, truncated, info = env.step(action)
+            life.reward += float(reward)
+            life.speeds.append((info.get("x_distance", x) - x) / dt)
+            x = info.get("x_distance", x)
+            life.ticks = tick + 1
+            if life.damage_onset is None and info.get("damage") != damage:
+                life.damage_onset = tick
+            if on_tick is not None:
+                on_tick(tick, seen, action, info)
+            if pacer is not None:
+                pacer.wait()
+            if terminated or truncated:
+                life.terminated = bool(terminated)
                 break
-    life.distance = float(x - start_x)
-    life.fitness = life.reward if by_reward else life.distance
+            if early_stop is not None:
+                stalled = stalled + 1 if (reward < 0 if by_reward else x <= best_x) else 0
+                best_x = max(best_x, x)
+                if tick >= early_stop.after and stalled >= early_stop.patience:
+                    life.early_stopped = True
+                    break
+    finally:
+        life.distance = float(x - start_x)
+        life.fitness = life.reward if by_reward else life.distance
     return life

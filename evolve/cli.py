@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from controller.app import run_command
 from controller.errors import UserError
 from controller.plotting import pyplot
 from evolve.config import ConfigError, load_config, parse_override, read_mapping
@@ -143,17 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     is_plot = bool(argv) and argv[0] == "plot"
     args = (_plot_parser() if is_plot else _parser()).parse_args(argv[1:] if is_plot else argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
+
+    def interrupted() -> str:
+        target = getattr(args, "resume", None) or getattr(args, "out", None) or "runs/NAME"
+        return f"interrupted; the last finished generation is saved: evolve --resume {target}"
+
     try:
-        return plot(args) if is_plot else run(args)
-    except (UserError, SpecError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        target = args.resume or getattr(args, "out", None) or "runs/NAME"
-        print(
-            f"\ninterrupted; the last finished generation is saved: evolve --resume {target}", file=sys.stderr
-        )
-        return 130
+        return run_command(lambda: plot(args) if is_plot else run(args), lambda: (SpecError,), interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from controller.app import run_command
 from firmware_bridge.errors import BridgeError, LinkError
 from firmware_bridge.faults import EXAMPLE, parse_faults
 from firmware_bridge.protocol import CAP_BASE_ESTIMATE, MODE_NAMES, describe_faults
@@ -99,14 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: args.run(args), lambda: (BridgeError,))
 
 
 if __name__ == "__main__":

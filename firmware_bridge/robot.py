@@ -115,6 +115,7 @@ class RobotConfig:
     calibration: tuple[JointCalibration, ...]
     source: str
     link: type[SerialLink] = Link  # what the robot's firmware speaks (LINKS)
+    control_period_s: float | None = None  # its task's control period, for a genome that does not say
 
     @property
     def needs_base_estimate(self) -> bool:
@@ -275,6 +276,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
         "safety",
         "calibration",
         "link",
+        "control_period_ms",
     }
     if set(data) - known:
         raise _fail(source, f"unknown keys {sorted(set(data) - known)}; known: {', '.join(sorted(known))}")
@@ -311,6 +313,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
     baud = data.get("baud", 1_000_000)
     if not isinstance(feet, int) or not isinstance(baud, int) or feet < 0 or baud <= 0:
         raise _fail(source, "feet must be a count >= 0 and baud a positive integer")
+    period = data.get("control_period_ms")
     return RobotConfig(
         name=str(data["name"]),
         task=str(data.get("task", data["name"])),
@@ -324,6 +327,7 @@ def load_robot(name: str, calibration: str | None = None) -> RobotConfig:
         calibration=joint_cal,
         source=source,
         link=LINKS[link],
+        control_period_s=None if period is None else _number(source, "control_period_ms", period, True) / 1e3,
     )
 
 

@@ -133,7 +133,8 @@ def test_clean_link_runs_the_shipped_genome_at_100_hz_for_10_s(tmp_path):
     """Done-when: the emulated Ant moves under the shipped genome; no CRC error on a clean link."""
     emu = Emulator()
     log = tmp_path / "run.csv"
-    rc, stdout, stderr = deploy(emu.port, "--rate", "100", "--duration", "10", "--log", str(log)).finish()
+    rate = ("--rate", "100", "--allow-rate-change")
+    rc, stdout, stderr = deploy(emu.port, *rate, "--duration", "10", "--log", str(log)).finish()
     summary = emu.stop()
     assert rc == 0, stderr
     assert "stopped: duration reached (10 s); SAFE_POSE sent" in stdout
@@ -151,7 +152,7 @@ def test_noisy_link_completes_and_counts_the_errors():
     """Done-when: 1% dropped and 1% corrupted bytes, both ways: the run completes, errors counted."""
     emu = Emulator("--fault", "drop:0.01,corrupt:0.01,delay:2ms", "--seed", "1")
     rc, stdout, stderr = deploy(
-        emu.port, "--rate", "100", "--duration", "4", "--connect-timeout", "60"
+        emu.port, "--rate", "100", "--allow-rate-change", "--duration", "4", "--connect-timeout", "60"
     ).finish()
     summary = emu.stop()
     assert rc == 0, stderr
@@ -166,7 +167,7 @@ def test_noisy_link_completes_and_counts_the_errors():
 def test_killed_controller_leaves_the_robot_in_safe_pose(emulator):
     """Done-when: SIGKILL (no chance to say goodbye) -> the robot's own watchdog takes it to safe pose."""
     start = len(emulator.lines)
-    proc = deploy(emulator.port, "--rate", "100")
+    proc = deploy(emulator.port, "--rate", "100", "--allow-rate-change")
     emulator.wait_for("commanding from COMMAND", start)
     proc.finish(signal.SIGKILL)
     emulator.wait_for(r"watchdog: no COMMAND for \d+ ms \(limit 100 ms", start)
@@ -183,7 +184,7 @@ def test_killed_controller_leaves_the_robot_in_safe_pose(emulator):
 )
 def test_ctrl_c_and_sigterm_send_estop(emulator, sig, code, name):
     start = len(emulator.lines)
-    proc = deploy(emulator.port, "--rate", "50")
+    proc = deploy(emulator.port, "--rate", "50", "--allow-rate-change")
     emulator.wait_for("commanding from COMMAND", start)
     time.sleep(0.5)
     rc, stdout, stderr = proc.finish(sig)
@@ -248,7 +249,7 @@ def test_probe_prints_what_the_robot_reports(emulator, capsys):
 def test_unplugging_the_robot_is_a_one_line_error():
     """Done-when: the emulator goes away mid-run (its pty closes): one line, exit 2, no traceback."""
     emu = Emulator()
-    proc = deploy(emu.port, "--rate", "50")
+    proc = deploy(emu.port)  # at the genome's rate: no warning on stderr
     emu.wait_for("commanding from COMMAND")
     emu.stop()
     rc, stdout, stderr = proc.finish()

@@ -2,9 +2,10 @@
 
 Layers, lowest first: the plastic-network library (``PLASTIC``) needs nothing else of the project;
 ``sim`` (simulated robots) and ``firmware_bridge`` (the serial robot link) stand beside each other and
-need nothing of ``evolve``; the commands sit on top. Every ``import`` counts, at module level or inside a
-function, since a function-local import is still a dependency, only a later one. Each test takes one
-module, so an import that breaks a rule fails that module's case.
+need nothing of ``evolve``, and nothing in ``firmware_bridge`` but its command needs ``controller``; the
+commands sit on top, and ``controller.app``, which they share, needs none of them. Every ``import``
+counts, at module level or inside a function, since a function-local import is still a dependency, only
+a later one. Each test takes one module, so an import that breaks a rule fails that module's case.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ PLASTIC = {
         "errors",
     )
 }
-CONTROLLER_COMMANDS = {f"controller.{name}" for name in ("cli", "deploy", "suite_eval", "plotting")}
+# the commands' code; controller.app is what the three commands share
+CONTROLLER_COMMANDS = {f"controller.{name}" for name in ("app", "cli", "deploy", "suite_eval", "plotting")}
+COMMANDS = {*CONTROLLER_COMMANDS, "evolve.cli", "firmware_bridge.cli"}
 # the bridge modules that play a robot from a simulated one (servo_body: the emulator's servo-quad hardware)
 EMULATORS = {f"firmware_bridge.{name}" for name in ("emulator", "opencat_emulator", "servo_body")}
 
@@ -124,6 +127,10 @@ def _forbidden(module: str) -> set[str]:
         forbidden.add("sim")
     if module in PLASTIC:
         forbidden |= {"sim", "evolve", "firmware_bridge", *CONTROLLER_COMMANDS}
+    if package == "firmware_bridge" and module not in COMMANDS:  # a robot link runs without controller/
+        forbidden.add("controller")
+    if module == "controller.app":  # shared by every command, so it needs none of their packages
+        forbidden |= {"sim", "evolve", "firmware_bridge", *(COMMANDS - {module})}
     return forbidden
 
 
@@ -134,7 +141,7 @@ def _violations(module: str) -> list[str]:
 
 def test_the_layer_rules_see_every_package_and_plastic_module():
     assert set(map(_package, modules())) == set(PACKAGES)
-    assert set(modules()) >= PLASTIC | CONTROLLER_COMMANDS | EMULATORS
+    assert set(modules()) >= PLASTIC | COMMANDS | EMULATORS
 
 
 @pytest.mark.parametrize("module", sorted(modules()))
