@@ -67,13 +67,13 @@ class Genome:
 
     def control_period(self) -> float | None:
         """The control period (s) the genome was evolved at, as evolve records it in the provenance
-        (``control_period_s``); None for a genome written before it did."""
-        period = self.provenance.get("control_period_s")
+        (``control_period``); None for a genome written before it did."""
+        period = self.provenance.get("control_period")
         if period is None:
             return None
         if isinstance(period, bool) or not isinstance(period, int | float) or not 0 < period < math.inf:
             raise UserError(
-                f"genome provenance control_period_s must be a positive number of s, got {period!r}"
+                f"genome provenance control_period must be a positive number of seconds, got {period!r}"
             )
         return float(period)
 

@@ -69,7 +69,7 @@ def test_the_genome_rate_rules_a_deploy():
     records no period, and a genome's own provenance wins over it."""
     ant, genome = load_robot("ant"), random_genome()
     assert control_rate(SETTINGS, genome, ant) == pytest.approx(20.0)
-    genome.provenance["control_period_s"] = 0.04
+    genome.provenance["control_period"] = 0.04
     assert control_rate(SETTINGS, genome, ant) == pytest.approx(25.0)
 
 
@@ -97,6 +97,6 @@ def test_another_rate_is_refused_before_the_port_is_opened(capsys):
 
 def test_a_bad_period_in_a_genome_is_a_one_line_error():
     genome = random_genome()
-    genome.provenance["control_period_s"] = "fast"
-    with pytest.raises(UserError, match="control_period_s must be a positive number"):
+    genome.provenance["control_period"] = "fast"
+    with pytest.raises(UserError, match="control_period must be a positive number of seconds"):
         genome.control_period()
