@@ -2,6 +2,7 @@
 
 controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
            [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numba|numpy|onnx]
+controller --serial PORT --robot CONFIG | --config PROFILE [--duration S] [--rate HZ --allow-rate-change]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
