@@ -154,7 +154,7 @@ static hq_status check_info_head(uint8_t version, uint8_t mode, uint8_t caps) {
     return HQ_OK;
 }
 static hq_status check_faults(uint16_t faults) {
-    return (faults & ~HQ_FAULT_KNOWN) != 0 ? HQ_ERR_RANGE : HQ_OK;
+    return (faults | HQ_FAULT_KNOWN) != HQ_FAULT_KNOWN ? HQ_ERR_RANGE : HQ_OK;
 }
 static hq_status check_reason(uint8_t reason) { return reason >= HQ_REASON_COUNT ? HQ_ERR_RANGE : HQ_OK; }
 static hq_status check_error_code(uint8_t code) {
