@@ -24,6 +24,7 @@ MAX_FEET = 8
 MAX_ROBOT_NAME = 31
 MAX_JOINT_NAME = 15
 MAX_ERROR_TEXT = 63
+MAX_LAYERS = 8  # weight norms an ONBOARD_TELEMETRY carries, one per layer
 MAX_PAYLOAD = 43 + 24 * MAX_JOINTS  # INFO is the longest message: 43 fixed bytes, 24 per joint
 MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1  # COBS adds one byte per 254 plus one
@@ -36,6 +37,8 @@ MODE_NAMES = {code: name for name, code in CONTROL_MODES.items()}
 
 # Info.capabilities bits
 CAP_BASE_ESTIMATE = 0x01  # State carries the base estimate block
+CAP_ONBOARD = 0x02  # the robot runs a genome's network itself (ONBOARD_START, docs/protocol.md)
+KNOWN_CAPS = CAP_BASE_ESTIMATE | CAP_ONBOARD
 
 # State.faults bits
 FAULT_SAFE_POSE = 0x0001  # the robot holds its safe pose (any reason)
@@ -66,6 +69,22 @@ REASON_ORIENTATION = 3  # roll or pitch beyond the limit
 REASON_NON_FINITE = 4  # the controller produced NaN or infinity
 REASON_ROBOT_FAULT = 5  # the robot reported a fault the host cannot drive through
 REASON_NAMES = ("operator", "host fault", "state timeout", "orientation", "non-finite action", "robot fault")
+
+# OnboardTelemetry.status: the lifetime's phase while it runs, then why it ended
+ONBOARD_STARTING = 0  # ramping to the neutral stance and settling there; no network tick yet
+ONBOARD_RUNNING = 1  # the network drives the joints
+ONBOARD_DONE = 2  # the ticks ONBOARD_START asked for ran
+ONBOARD_STOPPED = 3  # ONBOARD_STOP, or a new HELLO
+ONBOARD_SAFE_POSE = 4  # SAFE_POSE from the host
+ONBOARD_ESTOP = 5  # ESTOP from the host
+ONBOARD_WATCHDOG = 6  # the host link went silent for watchdog_ms
+ONBOARD_ORIENTATION = 7  # roll or pitch beyond the robot's limit, or a non-finite orientation
+ONBOARD_NON_FINITE = 8  # the network produced NaN or infinity
+ONBOARD_IMU = 9  # the IMU stopped answering
+ONBOARD_STATUS_NAMES = (
+    "starting", "running", "done", "stopped", "safe pose", "estop", "watchdog", "orientation",
+    "non-finite action", "imu fault",
+)  # fmt: skip
 
 # Error.code values
 ERROR_VERSION, ERROR_TYPE, ERROR_PAYLOAD, ERROR_NOT_READY, ERROR_ESTOPPED = ERROR_CODES = range(1, 6)
@@ -200,7 +219,7 @@ class Info(Message):
     def _check_head(version: int, mode: int, caps: int) -> None:
         _known(version, range(PROTOCOL_VERSION, PROTOCOL_VERSION + 1), "INFO protocol_version")
         _known(mode, MODE_NAMES, "control mode")
-        _known(caps, CAP_BASE_ESTIMATE, "capability bits")
+        _known(caps, KNOWN_CAPS, "capability bits")
 
     @classmethod
     def parse(cls, r: _Reader) -> Info:
@@ -372,14 +391,82 @@ class Error(Message):
         return cls(code, seq, r.name(MAX_ERROR_TEXT, minimum=0))
 
 
+@dataclass(frozen=True)
+class OnboardStart(Message):
+    """Host -> robot: start a lifetime of the robot's own network (INFO capability CAP_ONBOARD). The
+    robot ramps to the neutral stance, settles, then ticks at the genome's period until ``ticks``
+    network ticks ran (0: until stopped); every start is a fresh lifetime from ``seed``."""
+
+    TYPE: ClassVar[int] = 0x40
+    seed: int  # u64: the initial weights' PCG32 seed (controller.network.lifetime_seed)
+    ticks: int = 0  # network ticks to run; 0: until ONBOARD_STOP
+    telemetry_every: int = 5  # control ticks between ONBOARD_TELEMETRY frames, >= 1
+
+    def payload(self) -> bytes:
+        _known(self.telemetry_every, range(1, 0x10000), "telemetry_every")
+        return struct.pack("<QIH", self.seed, self.ticks, self.telemetry_every)
+
+    @classmethod
+    def parse(cls, r: _Reader) -> OnboardStart:
+        seed, ticks, every = r.take("QIH")
+        _known(every, range(1, 0x10000), "telemetry_every")
+        return cls(seed, ticks, every)
+
+
+@dataclass(frozen=True)
+class OnboardStop(Message):
+    """Host -> robot: end the on-board lifetime; the robot holds its safe pose."""
+
+    TYPE: ClassVar[int] = 0x41
+
+
+@dataclass(frozen=True)
+class OnboardTelemetry(Message):
+    """Robot -> host, during an on-board lifetime: its progress, the tick's cost and the weights'
+    size, so the host sees a network it does not run."""
+
+    TYPE: ClassVar[int] = 0x42
+    mcu_time_us: int  # robot clock when sent, µs, wraps at 2^32
+    start_seq: int  # seq of the ONBOARD_START that began this lifetime
+    status: int  # ONBOARD_*
+    ticks: int  # network ticks run in this lifetime
+    tick_us: int  # µs the last tick took (sensors to servo command)
+    tick_us_max: int  # µs, the longest tick of this lifetime
+    late_ticks: int  # ticks that started a period or more after their deadline, wraps at 2^16
+    weight_norms: tuple[float, ...]  # Frobenius norm of each layer's weights
+
+    def payload(self) -> bytes:
+        _known(self.status, range(len(ONBOARD_STATUS_NAMES)), "on-board status")
+        n = len(self.weight_norms)
+        _count(n, MAX_LAYERS, "layers")
+        return struct.pack(
+            f"<IHBIIIHB{n}f", self.mcu_time_us, self.start_seq, self.status, self.ticks, self.tick_us,
+            self.tick_us_max, self.late_ticks, n, *self.weight_norms,
+        )  # fmt: skip
+
+    @classmethod
+    def parse(cls, r: _Reader) -> OnboardTelemetry:
+        time_us, start_seq, status = r.take("IHB")
+        _known(status, range(len(ONBOARD_STATUS_NAMES)), "on-board status")
+        ticks, tick_us, tick_us_max, late = r.take("IIIH")
+        norms = r.floats(r.count(MAX_LAYERS, "layers"))
+        return cls(time_us, start_seq, status, ticks, tick_us, tick_us_max, late, norms)
+
+
 MESSAGES: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Info, Command, State, Heartbeat, Estop, SafePose, Error)
-}
+    cls.TYPE: cls
+    for cls in (
+        Hello, Info, Command, State, Heartbeat, Estop, SafePose, Error, OnboardStart, OnboardStop,
+        OnboardTelemetry,
+    )
+}  # fmt: skip
 
 
 # Frames whose sender puts a 0x00 before them: a receiver that has just opened its port discards
 # everything up to its first 0x00, and these must not be lost (docs/protocol.md, framing).
-LEADING_ZERO = frozenset({Hello.TYPE, Info.TYPE, Estop.TYPE, SafePose.TYPE, Error.TYPE})
+LEADING_ZERO = frozenset(
+    {Hello.TYPE, Info.TYPE, Estop.TYPE, SafePose.TYPE, Error.TYPE, OnboardStart.TYPE, OnboardStop.TYPE}
+)
 
 
 class Frame(NamedTuple):

@@ -17,9 +17,12 @@ import numpy as np
 from firmware_bridge.framing import cobs_decode, cobs_encode, crc16
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
+    CAP_ONBOARD,
     EFFORT,
     MAX_ENCODED,
     MESSAGES,
+    ONBOARD_RUNNING,
+    ONBOARD_WATCHDOG,
     POSITION,
     BaseEstimate,
     Command,
@@ -29,13 +32,18 @@ from firmware_bridge.protocol import (
     Hello,
     Info,
     Message,
+    OnboardStart,
+    OnboardStop,
+    OnboardTelemetry,
     SafePose,
     State,
     encode,
 )
 
 PATH = Path(__file__).resolve().parents[1] / "firmware_bridge" / "firmware" / "test_vectors.json"
-FLOAT_FIELDS = {"joint_lower", "joint_upper", "targets", "joint_pos", "joint_vel", "quaternion", "gyro"}
+FLOAT_FIELDS = {
+    "joint_lower", "joint_upper", "targets", "joint_pos", "joint_vel", "quaternion", "gyro", "weight_norms",
+}  # fmt: skip
 ANT_JOINTS = ("hip_1", "ankle_1", "hip_2", "ankle_2", "hip_3", "ankle_3", "hip_4", "ankle_4")
 
 
@@ -118,6 +126,31 @@ def messages() -> list[tuple[str, int, Message]]:
         ("safe_pose", 8, SafePose(3)),
         ("error", 9, Error(5, 4242, "send HELLO first")),
         ("error_empty_text", 10, Error(1, 0, "")),
+        (
+            "info_onboard",
+            11,
+            Info(
+                "servo-quad",
+                POSITION,
+                ("hip_1", "knee_1"),
+                f32s(-1.2, -1.0),
+                f32s(1.2, 1.4),
+                0,
+                500,
+                250,
+                100,
+                CAP_ONBOARD,
+            ),
+        ),
+        ("onboard_start", 12, OnboardStart(0xFEDCBA9876543210, 1000, 5)),
+        ("onboard_start_max", 13, OnboardStart((1 << 64) - 1, 0xFFFFFFFF, 0xFFFF)),
+        ("onboard_stop", 14, OnboardStop()),
+        (
+            "onboard_telemetry",
+            15,
+            OnboardTelemetry(987654321, 11, ONBOARD_RUNNING, 250, 61, 140, 2, f32s(8.25, 5.5, 1.875)),
+        ),
+        ("onboard_telemetry_no_layers", 16, OnboardTelemetry(0, 0, ONBOARD_WATCHDOG, 0, 0, 0, 0, ())),
     ]
 
 
@@ -146,10 +179,24 @@ def bad_frames() -> list[tuple[str, bytes, str]]:
         ("safe_pose_reason_255", raw_frame(b"\xff", 0x31), "range"),
         ("info_mode_2", raw_frame(bytes([1, 2, 0]), 0x02), "range"),
         ("info_protocol_version_2", raw_frame(bytes([2, 0, 0]), 0x02), "range"),
-        ("info_capability_bit_1", raw_frame(bytes([1, 0, 2]), 0x02), "range"),
+        ("info_capability_bit_2", raw_frame(bytes([1, 0, 4]), 0x02), "range"),
         ("state_fault_bit_8", raw_frame(struct.pack("<IHHH", 0, 0, 0x0100, 0), 0x11), "range"),
         ("error_code_0", raw_frame(struct.pack("<BHB", 0, 0, 0), 0x7F), "range"),
         ("error_code_6", raw_frame(struct.pack("<BHB", 6, 0, 0), 0x7F), "range"),
+        ("onboard_start_telemetry_every_0", raw_frame(struct.pack("<QIH", 1, 1, 0), 0x40), "range"),
+        ("onboard_start_short", raw_frame(struct.pack("<QI", 1, 1), 0x40), "length"),
+        ("onboard_stop_trailing_byte", raw_frame(b"\x00", 0x41), "length"),
+        ("onboard_telemetry_status_10", raw_frame(struct.pack("<IHB", 0, 0, 10), 0x42), "range"),
+        (
+            "onboard_telemetry_9_layers",
+            raw_frame(struct.pack("<IHBIIIHB", 0, 0, 1, 0, 0, 0, 0, 9), 0x42),
+            "range",
+        ),
+        (
+            "onboard_telemetry_missing_norm",
+            raw_frame(struct.pack("<IHBIIIHBf", 0, 0, 1, 0, 0, 0, 0, 2, 1.0), 0x42),
+            "length",
+        ),
         # the order of the checks: a bad CRC hides the version, a version hides the type, ...
         ("version_2_bad_crc", crc_swapped(raw_frame(b"", 0x01, version=2)), "crc"),
         ("crc_sent_big_endian", crc_swapped(raw_frame(b"", 0x01)), "crc"),
@@ -214,7 +261,9 @@ SEEDS = [encode(m, k)[:-1] for k, (_, _, m) in enumerate(messages())]
 
 def _raw_payload_frame(rng: np.random.Generator) -> bytes:
     """A valid header and CRC around a random or truncated payload: reaches the payload parsers."""
-    kind = rng.choice([0x01, 0x02, 0x10, 0x11, 0x20, 0x30, 0x31, 0x7F, int(rng.integers(256))])
+    kind = rng.choice(
+        [0x01, 0x02, 0x10, 0x11, 0x20, 0x30, 0x31, 0x40, 0x41, 0x42, 0x7F, int(rng.integers(256))]
+    )
     body = cobs_decode(SEEDS[rng.integers(len(SEEDS))])[4:-2]
     if rng.random() < 0.5:
         body = rng.integers(0, 256, rng.integers(0, 80), dtype=np.uint8).tobytes()
@@ -274,7 +323,7 @@ class _FieldFuzzer:
     def payload(self, kind: int) -> bytes:
         pick, raw = self.pick, self.raw
         if kind == Info.TYPE:
-            head = bytes([pick([1]), pick([0, 1]), pick([0, 1]), pick(range(9))]) + raw(6) + self.name(31)
+            head = bytes([pick([1]), pick([0, 1]), pick(range(4)), pick(range(9))]) + raw(6) + self.name(31)
             n = pick(range(33))
             return head + bytes([n]) + b"".join(self.name(15) + raw(8) for _ in range(min(n, 33)))
         if kind == Command.TYPE:
@@ -291,7 +340,12 @@ class _FieldFuzzer:
             return bytes([pick(range(6))])
         if kind == Error.TYPE:
             return bytes([pick(range(1, 6))]) + raw(2) + self.name(63, minimum=0)
-        return raw(self.rng.randrange(8))  # HELLO, or a type this version does not define
+        if kind == OnboardStart.TYPE:
+            return raw(12) + bytes([pick(range(1, 256)), pick([0, 1, 255])])
+        if kind == OnboardTelemetry.TYPE:
+            n = pick(range(9))
+            return raw(6) + bytes([pick(range(10))]) + raw(14) + bytes([n]) + raw(4 * min(n, 9))
+        return raw(self.rng.randrange(8))  # HELLO, ONBOARD_STOP, or a type this version does not define
 
     def frame(self) -> bytes:
         rng = self.rng

@@ -14,14 +14,16 @@ from hypothesis import strategies as st
 from firmware_bridge.errors import FrameError
 from firmware_bridge.framing import REASONS, Deframer, cobs_decode, cobs_encode, crc16
 from firmware_bridge.protocol import (
-    CAP_BASE_ESTIMATE,
     EFFORT,
     ERROR_CODES,
+    KNOWN_CAPS,
     KNOWN_FAULTS,
     LEADING_ZERO,
     MAX_ENCODED,
     MAX_FEET,
     MAX_JOINTS,
+    MAX_LAYERS,
+    ONBOARD_STATUS_NAMES,
     POSITION,
     REASON_NAMES,
     BaseEstimate,
@@ -31,6 +33,9 @@ from firmware_bridge.protocol import (
     Heartbeat,
     Hello,
     Info,
+    OnboardStart,
+    OnboardStop,
+    OnboardTelemetry,
     SafePose,
     State,
     decode,
@@ -94,7 +99,7 @@ def infos(draw):
     return Info(
         robot, draw(st.sampled_from([POSITION, EFFORT])), tuple(joints), draw(limits), draw(limits),
         draw(st.integers(0, MAX_FEET)), draw(u16), draw(u16), draw(u16),
-        draw(st.integers(0, CAP_BASE_ESTIMATE)),
+        draw(st.integers(0, KNOWN_CAPS)),
     )  # fmt: skip
 
 
@@ -122,6 +127,13 @@ any_message = st.one_of(
         st.sampled_from(ERROR_CODES),
         u16,
         st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)),
+    ),
+    st.builds(OnboardStart, st.integers(0, (1 << 64) - 1), u32, st.integers(1, 0xFFFF)),
+    st.just(OnboardStop()),
+    st.builds(
+        OnboardTelemetry,
+        *(u32, u16, st.integers(0, len(ONBOARD_STATUS_NAMES) - 1), u32, u32, u32, u16),
+        st.lists(floats, max_size=MAX_LAYERS).map(tuple),
     ),
 )
 
@@ -154,9 +166,13 @@ def test_non_finite_floats_pass_unchanged():
         Error(0, 0),
         Error(6, 0),
         Info("robot", 2, (), (), (), 0, 0, 0, 0),
-        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, capabilities=0x02),
+        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, capabilities=0x04),
         Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, protocol_version=2),
         State(0, 0, 0x0100, 0, (), (), (1, 0, 0, 0), (0, 0, 0), 0, 0),
+        OnboardStart(1 << 64),
+        OnboardStart(1, 0, 0),
+        OnboardTelemetry(0, 0, len(ONBOARD_STATUS_NAMES), 0, 0, 0, 0, ()),
+        OnboardTelemetry(0, 0, 0, 0, 0, 0, 0, (1.0,) * (MAX_LAYERS + 1)),
     ],
 )
 def test_encode_refuses_what_the_wire_cannot_carry(message):

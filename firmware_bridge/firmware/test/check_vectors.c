@@ -91,7 +91,21 @@ static void print_fields(const hq_msg *m) {
         printf("\"code\": %u, \"seq\": %u, ", m->u.error.code, m->u.error.seq);
         text("text", m->u.error.text);
         break;
-    default: /* HQ_HELLO: no fields */
+    case HQ_ONBOARD_START:
+        printf("\"seed\": %llu, \"ticks\": %lu, \"telemetry_every\": %u",
+               (unsigned long long)m->u.onboard_start.seed, (unsigned long)m->u.onboard_start.ticks,
+               m->u.onboard_start.telemetry_every);
+        break;
+    case HQ_ONBOARD_TELEMETRY: {
+        const hq_onboard_telemetry *v = &m->u.telemetry;
+        printf("\"mcu_time_us\": %lu, \"start_seq\": %u, \"status\": %u, \"ticks\": %lu, \"tick_us\": %lu, "
+               "\"tick_us_max\": %lu, \"late_ticks\": %u, ",
+               (unsigned long)v->mcu_time_us, v->start_seq, v->status, (unsigned long)v->ticks,
+               (unsigned long)v->tick_us, (unsigned long)v->tick_us_max, v->late_ticks);
+        floats("weight_norms", v->weight_norms, v->n_layers);
+        break;
+    }
+    default: /* HQ_HELLO, HQ_ONBOARD_STOP: no fields */
         break;
     }
 }

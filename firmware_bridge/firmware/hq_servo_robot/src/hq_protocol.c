@@ -73,6 +73,10 @@ static void put_u32(hq_writer *w, uint32_t v) {
     put_u16(w, (uint16_t)(v & 0xFFFF));
     put_u16(w, (uint16_t)(v >> 16));
 }
+static void put_u64(hq_writer *w, uint64_t v) {
+    put_u32(w, (uint32_t)(v & 0xFFFFFFFFu));
+    put_u32(w, (uint32_t)(v >> 32));
+}
 static void put_f32(hq_writer *w, float f) {
     uint32_t v;
     memcpy(&v, &f, 4);
@@ -116,6 +120,10 @@ static uint32_t u32(hq_reader *r) {
     uint32_t lo = u16(r);
     return lo | (uint32_t)u16(r) << 16;
 }
+static uint64_t u64(hq_reader *r) {
+    uint64_t lo = u32(r);
+    return lo | (uint64_t)u32(r) << 32;
+}
 static float f32(hq_reader *r) {
     uint32_t v = u32(r);
     float f;
@@ -148,7 +156,7 @@ static hq_status get_name(hq_reader *r, char *out, size_t min, size_t max) {
 
 /* Enum fields: a value this protocol version does not define is out of range. */
 static hq_status check_info_head(uint8_t version, uint8_t mode, uint8_t caps) {
-    if (version != HQ_PROTOCOL_VERSION || mode > HQ_MODE_EFFORT || (caps & ~HQ_CAP_BASE_ESTIMATE) != 0) {
+    if (version != HQ_PROTOCOL_VERSION || mode > HQ_MODE_EFFORT || (caps | HQ_CAP_KNOWN) != HQ_CAP_KNOWN) {
         return HQ_ERR_RANGE;
     }
     return HQ_OK;
@@ -157,6 +165,10 @@ static hq_status check_faults(uint16_t faults) {
     return (faults | HQ_FAULT_KNOWN) != HQ_FAULT_KNOWN ? HQ_ERR_RANGE : HQ_OK;
 }
 static hq_status check_reason(uint8_t reason) { return reason >= HQ_REASON_COUNT ? HQ_ERR_RANGE : HQ_OK; }
+static hq_status check_onboard_status(uint8_t status) {
+    return status >= HQ_ONBOARD_STATUS_COUNT ? HQ_ERR_RANGE : HQ_OK;
+}
+static hq_status check_every(uint16_t every) { return every == 0 ? HQ_ERR_RANGE : HQ_OK; }
 static hq_status check_error_code(uint8_t code) {
     return code < HQ_ERROR_VERSION || code > HQ_ERROR_ESTOPPED ? HQ_ERR_RANGE : HQ_OK;
 }
@@ -173,6 +185,7 @@ static hq_status write_payload(const hq_msg *m, hq_writer *w) {
     size_t i;
     switch (m->type) {
     case HQ_HELLO:
+    case HQ_ONBOARD_STOP:
         return HQ_OK;
     case HQ_INFO: {
         const hq_info *v = &m->u.info;
@@ -236,6 +249,27 @@ static hq_status write_payload(const hq_msg *m, hq_writer *w) {
         put_u8(w, m->u.error.code);
         put_u16(w, m->u.error.seq);
         return put_name(w, m->u.error.text, 0, HQ_MAX_ERROR_TEXT);
+    case HQ_ONBOARD_START:
+        TRY(check_every(m->u.onboard_start.telemetry_every));
+        put_u64(w, m->u.onboard_start.seed);
+        put_u32(w, m->u.onboard_start.ticks);
+        put_u16(w, m->u.onboard_start.telemetry_every);
+        return HQ_OK;
+    case HQ_ONBOARD_TELEMETRY: {
+        const hq_onboard_telemetry *v = &m->u.telemetry;
+        TRY(check_onboard_status(v->status));
+        if (v->n_layers > HQ_MAX_LAYERS) return HQ_ERR_RANGE;
+        put_u32(w, v->mcu_time_us);
+        put_u16(w, v->start_seq);
+        put_u8(w, v->status);
+        put_u32(w, v->ticks);
+        put_u32(w, v->tick_us);
+        put_u32(w, v->tick_us_max);
+        put_u16(w, v->late_ticks);
+        put_u8(w, v->n_layers);
+        put_floats(w, v->weight_norms, v->n_layers);
+        return HQ_OK;
+    }
     default:
         return HQ_ERR_TYPE;
     }
@@ -247,6 +281,7 @@ static hq_status read_payload(hq_reader *r, hq_msg *m) {
     size_t i;
     switch (m->type) {
     case HQ_HELLO:
+    case HQ_ONBOARD_STOP:
         return HQ_OK;
     case HQ_INFO: {
         hq_info *v = &m->u.info;
@@ -315,6 +350,27 @@ static hq_status read_payload(hq_reader *r, hq_msg *m) {
         m->u.error.seq = u16(r);
         TRY(check_error_code(m->u.error.code));
         return get_name(r, m->u.error.text, 0, HQ_MAX_ERROR_TEXT);
+    case HQ_ONBOARD_START:
+        TRY(need(r, 14));
+        m->u.onboard_start.seed = u64(r);
+        m->u.onboard_start.ticks = u32(r);
+        m->u.onboard_start.telemetry_every = u16(r);
+        return check_every(m->u.onboard_start.telemetry_every);
+    case HQ_ONBOARD_TELEMETRY: {
+        hq_onboard_telemetry *v = &m->u.telemetry;
+        TRY(need(r, 7));
+        v->mcu_time_us = u32(r);
+        v->start_seq = u16(r);
+        v->status = u8(r);
+        TRY(check_onboard_status(v->status));
+        TRY(need(r, 14));
+        v->ticks = u32(r);
+        v->tick_us = u32(r);
+        v->tick_us_max = u32(r);
+        v->late_ticks = u16(r);
+        TRY(get_count(r, HQ_MAX_LAYERS, &v->n_layers));
+        return get_floats(r, v->weight_norms, v->n_layers);
+    }
     default:
         return HQ_ERR_TYPE;
     }
@@ -362,7 +418,8 @@ hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg) {
 }
 
 int hq_leading_zero(uint8_t type) {
-    return type == HQ_HELLO || type == HQ_INFO || type == HQ_ESTOP || type == HQ_SAFE_POSE || type == HQ_ERROR;
+    return type == HQ_HELLO || type == HQ_INFO || type == HQ_ESTOP || type == HQ_SAFE_POSE || type == HQ_ERROR ||
+           type == HQ_ONBOARD_START || type == HQ_ONBOARD_STOP;
 }
 
 void hq_deframer_init(hq_deframer *d) {

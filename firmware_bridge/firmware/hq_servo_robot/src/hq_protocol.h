@@ -30,6 +30,7 @@ extern "C" {
 #define HQ_MAX_ROBOT_NAME 31
 #define HQ_MAX_JOINT_NAME 15
 #define HQ_MAX_ERROR_TEXT 63
+#define HQ_MAX_LAYERS 8 /* weight norms an ONBOARD_TELEMETRY carries */
 /* INFO is the longest message: 43 fixed bytes plus 24 per joint. */
 #define HQ_MAX_PAYLOAD (43 + 24 * HQ_MAX_JOINTS)
 #define HQ_MAX_FRAME (4 + HQ_MAX_PAYLOAD + 2)
@@ -60,11 +61,18 @@ enum {
     HQ_HEARTBEAT = 0x20,
     HQ_ESTOP = 0x30,
     HQ_SAFE_POSE = 0x31,
+    HQ_ONBOARD_START = 0x40,
+    HQ_ONBOARD_STOP = 0x41,
+    HQ_ONBOARD_TELEMETRY = 0x42,
     HQ_ERROR = 0x7F
 };
 
 enum { HQ_MODE_POSITION = 0, HQ_MODE_EFFORT = 1 };
-enum { HQ_CAP_BASE_ESTIMATE = 0x01 };
+enum {
+    HQ_CAP_BASE_ESTIMATE = 0x01,
+    HQ_CAP_ONBOARD = 0x02, /* the robot runs a genome's network itself */
+    HQ_CAP_KNOWN = 0x03    /* any other bit in INFO.capabilities: HQ_ERR_RANGE */
+};
 enum { HQ_BLOCK_BASE = 0x01 };
 
 enum {
@@ -147,6 +155,39 @@ typedef struct {
     uint8_t reason; /* HQ_REASON_* (ESTOP and SAFE_POSE) */
 } hq_stop;
 
+/* ONBOARD_TELEMETRY.status: the lifetime's phase while it runs, then why it ended. */
+enum {
+    HQ_ONBOARD_STARTING = 0, /* ramping to the neutral stance and settling: no network tick yet */
+    HQ_ONBOARD_RUNNING,      /* the network drives the joints */
+    HQ_ONBOARD_DONE,         /* the ticks ONBOARD_START asked for ran */
+    HQ_ONBOARD_STOPPED,      /* ONBOARD_STOP, or a new HELLO */
+    HQ_ONBOARD_SAFE_POSE,    /* SAFE_POSE from the host */
+    HQ_ONBOARD_ESTOP,        /* ESTOP from the host */
+    HQ_ONBOARD_WATCHDOG,     /* the host link went silent */
+    HQ_ONBOARD_ORIENTATION,  /* roll or pitch beyond the limit, or a non-finite orientation */
+    HQ_ONBOARD_NON_FINITE,   /* the network produced NaN or infinity */
+    HQ_ONBOARD_IMU,          /* the IMU stopped answering */
+    HQ_ONBOARD_STATUS_COUNT  /* a status >= this: HQ_ERR_RANGE */
+};
+
+typedef struct {
+    uint64_t seed;            /* PCG32 seed of the initial weights */
+    uint32_t ticks;           /* network ticks to run; 0: until ONBOARD_STOP */
+    uint16_t telemetry_every; /* control ticks between ONBOARD_TELEMETRY frames, >= 1 */
+} hq_onboard_start;
+
+typedef struct {
+    uint32_t mcu_time_us;
+    uint16_t start_seq; /* seq of the ONBOARD_START that began the lifetime */
+    uint8_t status;     /* HQ_ONBOARD_* */
+    uint32_t ticks;     /* network ticks run */
+    uint32_t tick_us;   /* the last tick's duration */
+    uint32_t tick_us_max;
+    uint16_t late_ticks; /* ticks started a period or more late */
+    uint8_t n_layers;
+    float weight_norms[HQ_MAX_LAYERS]; /* Frobenius norm of each layer's weights */
+} hq_onboard_telemetry;
+
 typedef struct {
     uint8_t code; /* HQ_ERROR_* */
     uint16_t seq; /* the offending frame's sequence number */
@@ -154,7 +195,7 @@ typedef struct {
 } hq_error;
 
 typedef struct {
-    uint8_t type; /* HQ_HELLO ... HQ_ERROR */
+    uint8_t type; /* HQ_HELLO ... HQ_ERROR, HQ_ONBOARD_* */
     uint16_t seq;
     union {
         hq_info info;
@@ -163,6 +204,8 @@ typedef struct {
         hq_heartbeat heartbeat;
         hq_stop stop; /* HQ_ESTOP, HQ_SAFE_POSE */
         hq_error error;
+        hq_onboard_start onboard_start;
+        hq_onboard_telemetry telemetry;
     } u;
 } hq_msg;
 
@@ -179,7 +222,8 @@ hq_status hq_encode(const hq_msg *msg, uint8_t *out, size_t cap, size_t *out_len
 /* One frame as split by the deframer (no delimiter). */
 hq_status hq_decode(const uint8_t *frame, size_t len, hq_msg *msg);
 
-/* 1 for the types whose sender puts a 0x00 before the frame (HELLO, INFO, ESTOP, SAFE_POSE, ERROR):
+/* 1 for the types whose sender puts a 0x00 before the frame (HELLO, INFO, ESTOP, SAFE_POSE, ERROR,
+ * ONBOARD_START, ONBOARD_STOP):
  * a receiver that just opened its port discards bytes up to its first 0x00, and these must arrive. */
 int hq_leading_zero(uint8_t type);
 
