@@ -5,7 +5,8 @@ Three layers, so each can be tested on its own:
 - a *body* (:class:`AntBody`): the simulated hardware, driven through motor commands and read
   through sensors, advancing one physics step at a time;
 - the *firmware* (:class:`Firmware`): the protocol state machine a real microcontroller runs
-  (session, command watchdog, safe pose, emergency stop), with time passed in, never read;
+  (session, command watchdog, safe pose, emergency stop, and on-board mode: the genome's network as
+  the robot's own compiled C, ``firmware_bridge/onboard.py``), with time passed in, never read;
 - :func:`serve`: the real-time driver that steps both at the physics rate against the wall clock
   and moves bytes between the firmware and a pty master, through optional link faults.
 
@@ -19,6 +20,7 @@ import math
 import os
 import select
 import signal
+import subprocess
 import time
 import tty
 from collections.abc import Callable
@@ -30,8 +32,10 @@ from firmware_bridge.body import Body, Sensors
 from firmware_bridge.errors import FrameError
 from firmware_bridge.faults import FaultSpec, Impairment
 from firmware_bridge.framing import Deframer
+from firmware_bridge.onboard import OnboardProgram, PlasticKernel
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
+    CAP_ONBOARD,
     EFFORT,
     ERROR_ESTOPPED,
     ERROR_NOT_READY,
@@ -48,6 +52,11 @@ from firmware_bridge.protocol import (
     LEADING_ZERO,
     MAX_ENCODED,
     MODE_NAMES,
+    ONBOARD_ESTOP,
+    ONBOARD_SAFE_POSE,
+    ONBOARD_STATUS_NAMES,
+    ONBOARD_STOPPED,
+    ONBOARD_WATCHDOG,
     PROTOCOL_VERSION,
     REASON_NAMES,
     BaseEstimate,
@@ -58,6 +67,8 @@ from firmware_bridge.protocol import (
     Hello,
     Info,
     Message,
+    OnboardStart,
+    OnboardStop,
     SafePose,
     State,
     decode,
@@ -143,6 +154,7 @@ class FirmwareCounters:
     estops: int = 0
     safe_pose_requests: int = 0
     errors_sent: int = 0
+    lifetimes: int = 0  # on-board lifetimes started
 
 
 @dataclass
@@ -151,7 +163,8 @@ class Firmware:
 
     Modes: idle (safe pose until the first COMMAND of a session), commanding, safe pose
     (requested, or the watchdog: no COMMAND for ``watchdog_ms``), and a latched emergency stop
-    (motors off) that only a new HELLO clears.
+    (motors off) that only a new HELLO clears; with ``onboard``, an on-board lifetime (the robot runs
+    its network; HEARTBEAT feeds the watchdog).
     """
 
     body: Body
@@ -160,6 +173,7 @@ class Firmware:
     watchdog_ms: int = 100
     log: Callable[[float, str], None] = lambda now, text: None
     counters: FirmwareCounters = field(default_factory=FirmwareCounters)
+    onboard: OnboardProgram | None = None
 
     def __post_init__(self) -> None:
         self.session = False
@@ -179,11 +193,16 @@ class Firmware:
         else:
             self.lower, self.upper = np.array(self.body.joint_lower), np.array(self.body.joint_upper)
 
+    @property
+    def onboard_running(self) -> bool:
+        return self.onboard is not None and self.onboard.running
+
     def info(self) -> Info:
         b = self.body
+        caps = b.capabilities | (CAP_ONBOARD if self.onboard is not None else 0)
         return Info(
             b.name, b.control_mode, b.joint_names, b.joint_lower, b.joint_upper, b.n_feet,
-            self.max_rate_hz, self.state_rate_hz, self.watchdog_ms, b.capabilities,
+            self.max_rate_hz, self.state_rate_hz, self.watchdog_ms, caps,
         )  # fmt: skip
 
     def _frame(self, message: Message) -> bytes:
@@ -221,26 +240,71 @@ class Firmware:
 
     def _handle(self, seq: int, message: Message, now: float) -> bytes | None:
         if isinstance(message, Hello):
+            ended = self._end_lifetime(ONBOARD_STOPPED, now, "a new HELLO")
             if not (self.session and self.idle):  # repeated HELLOs of one handshake: log the first
                 self.log(now, "HELLO: session started, holding the safe pose until the first COMMAND")
             self.session, self.idle, self.estop = True, True, False
             self.command, self.watchdog_tripped = None, False
-            return self._frame(self.info())
+            return ended + self._frame(self.info())
         if isinstance(message, Heartbeat):
+            if self.onboard_running:
+                self.last_command_time = now
             return self._frame(message)
         if isinstance(message, Estop):
+            ended = self._end_lifetime(ONBOARD_ESTOP, now, "ESTOP")
             self.estop, self.command = True, None
             self.counters.estops += 1
             self.log(now, f"ESTOP ({REASON_NAMES[message.reason]}): motors off until the next HELLO")
-            return None
+            return ended or None
         if isinstance(message, SafePose):
+            ended = self._end_lifetime(ONBOARD_SAFE_POSE, now, "SAFE_POSE")
             self.command = None
             self.counters.safe_pose_requests += 1
             self.log(now, f"SAFE_POSE requested ({REASON_NAMES[message.reason]})")
-            return None
-        if isinstance(message, Command):
+            return ended or None
+        if isinstance(message, Command) and not self.onboard_running:
             return self._command(seq, message, now)
+        if isinstance(message, OnboardStart) and self.onboard is not None:
+            return self._start_lifetime(seq, message, now)
+        if isinstance(message, OnboardStop) and self.onboard is not None:
+            return self._end_lifetime(ONBOARD_STOPPED, now, "ONBOARD_STOP") or self._telemetry(now)
+        if isinstance(message, Command):
+            return self._error(ERROR_TYPE, seq, "an on-board lifetime runs; send ONBOARD_STOP first")
         return self._error(ERROR_TYPE, seq, f"unexpected message type 0x{message.TYPE:02x}")
+
+    # --- on-board mode --------------------------------------------------------------------
+    def _telemetry(self, now: float) -> bytes:
+        assert self.onboard is not None
+        return self._frame(self.onboard.telemetry(now))
+
+    def _start_lifetime(self, seq: int, message: OnboardStart, now: float) -> bytes:
+        assert self.onboard is not None
+        if not self.session:
+            return self._error(ERROR_NOT_READY, seq, "send HELLO first")
+        if self.estop:
+            return self._error(ERROR_ESTOPPED, seq, "emergency stop latched; send HELLO to clear")
+        self.onboard.start(seq, message, now)
+        self.command, self.idle, self.watchdog_tripped = None, False, False
+        self.last_command_time = now  # the watchdog counts from the start
+        self.counters.lifetimes += 1
+        limit = f"{message.ticks} ticks" if message.ticks else "no tick limit"
+        self.log(now, f"ONBOARD_START seq {seq}: on-board lifetime, seed {message.seed}, {limit}")
+        return self._telemetry(now)
+
+    def _end_lifetime(self, status: int, now: float, why: str) -> bytes:
+        """End a running lifetime (safe pose from the next step); its last telemetry, or b"" if none ran."""
+        if not self.onboard_running:
+            return b""
+        assert self.onboard is not None
+        self.onboard.end(status, why)
+        self._log_end(now)
+        return self._telemetry(now)
+
+    def _log_end(self, now: float) -> None:
+        assert self.onboard is not None
+        status = ONBOARD_STATUS_NAMES[self.onboard.status]
+        self.log(now, f"on-board lifetime ended ({status}: {self.onboard.detail}) after "
+                      f"{self.onboard.ticks} network ticks")  # fmt: skip
 
     def _command(self, seq: int, message: Command, now: float) -> bytes | None:
         if not self.session:
@@ -261,8 +325,11 @@ class Firmware:
         return None
 
     # --- control and output ---------------------------------------------------------------
-    def control(self, now: float) -> None:
-        """Run the watchdog and set the motors for the next physics step."""
+    def control(self, now: float) -> list[bytes]:
+        """Run the watchdog and set the motors for the next physics step; the frames to send
+        (on-board mode's telemetry)."""
+        if self.onboard_running:
+            return self._onboard_control(now)
         if self.command is not None and now - self.last_command_time > self.watchdog_ms * 1e-3:
             gap_ms = (now - self.last_command_time) * 1e3
             self.log(
@@ -278,22 +345,50 @@ class Firmware:
             self.body.hold()
         else:
             self.body.drive(self.command)
+        return []
+
+    def _onboard_control(self, now: float) -> list[bytes]:
+        """The on-board lifetime's physics step: the watchdog on HEARTBEAT, then the program's tick."""
+        assert self.onboard is not None
+        gap = now - self.last_command_time
+        if gap > self.watchdog_ms * 1e-3:
+            self.watchdog_tripped = True
+            self.counters.watchdog_trips += 1
+            why = f"no HEARTBEAT for {gap * 1e3:.0f} ms, limit {self.watchdog_ms} ms"
+            ended = self._end_lifetime(ONBOARD_WATCHDOG, now, why)
+            self.body.hold()
+            return [ended]
+        due = self.onboard.step(now, lambda: self._state(now))
+        if self.onboard.clamped:
+            self.sticky |= FAULT_CLAMPED
+            self.onboard.clamped = False
+        if self.onboard.command is None:
+            self.body.hold()
+        else:
+            self.body.drive(self.onboard.command)
+        if not self.onboard.running:
+            self._log_end(now)
+        return [self._telemetry(now)] if due else []
 
     def faults(self) -> int:
         bits = self.sticky
         if self.estop:
             bits |= FAULT_ESTOP
-        elif self.command is None:
+        elif self.command is None and not self.onboard_running:
             bits |= FAULT_SAFE_POSE | (FAULT_WATCHDOG if self.watchdog_tripped else 0)
         return bits | (FAULT_IDLE if self.idle else 0)
 
-    def state_frame(self, now: float) -> bytes:
+    def _state(self, now: float) -> State:
+        """What the sensors read now, as a STATE (the on-board program reads the same)."""
         s = self.body.sense()
-        state = State(
+        return State(
             int(now * 1e6) & 0xFFFFFFFF, self.last_command_seq, self.faults(), self.rx_errors & 0xFFFF,
             tuple(s.joint_pos), tuple(s.joint_vel), tuple(s.quaternion), tuple(s.gyro),
             self.body.n_feet, s.contacts, s.base,
         )  # fmt: skip
+
+    def state_frame(self, now: float) -> bytes:
+        state = self._state(now)
         self.sticky = 0
         return self._frame(state)
 
@@ -353,7 +448,8 @@ def serve(
         for frame in firmware.receive(inbound.pop(now), now - start):
             outbound.push(frame, now)
         if now >= next_step:
-            firmware.control(now - start)
+            for frame in firmware.control(now - start):
+                outbound.push(frame, now)
             body.step()
             stats.steps += 1
             if stats.steps % state_every == 0:
@@ -379,6 +475,30 @@ def serve(
     return stats, inbound, outbound
 
 
+def onboard_program(robot: str, physics_dt: float, out: Callable[[str], None]) -> OnboardProgram | None:
+    """On-board mode for the robot config of that name: its default genome compiled as the C tick;
+    None (and why, on ``out``) where it cannot be built, and the robot then does without it."""
+    from controller.errors import UserError
+    from controller.genome import load_genome
+    from firmware_bridge.errors import BridgeError
+    from firmware_bridge.robot import load_robot
+
+    try:
+        config = load_robot(robot)
+        genome = load_genome(
+            config.genome, task=config.task, obs_size=config.obs_size, action_size=len(config.joints)
+        )
+        kernel = PlasticKernel.build(genome, robot)
+    except (UserError, BridgeError, subprocess.CalledProcessError) as exc:
+        out(f"on-board mode off: {exc}")
+        return None
+    out(
+        f"on-board mode: genome {config.genome} as C ({genome.spec.synapses} synapses), a tick every "
+        f"{kernel.period_s * 1e3:g} ms"
+    )
+    return OnboardProgram(kernel, config, physics_dt)
+
+
 def emulate(
     robot: str,
     faults: FaultSpec,
@@ -395,7 +515,8 @@ def emulate(
     def log(now: float, text: str) -> None:
         out(f"[{now:9.3f} s] {text}")
 
-    firmware = Firmware(body, state_rate_hz, physics_hz, watchdog_ms, log)
+    onboard = onboard_program(robot, body.dt, out)
+    firmware = Firmware(body, state_rate_hz, physics_hz, watchdog_ms, log, onboard=onboard)
     master, slave, path = open_pty()
     stop = {"signal": None}
 
@@ -410,6 +531,8 @@ def emulate(
         f"physics {physics_hz} Hz, STATE {state_rate_hz} Hz, watchdog {watchdog_ms} ms, faults {faults})"
     )
     out(f"connect with: controller --serial {path} --robot {robot}")
+    if onboard is not None:
+        out(f"on-board mode: controller --serial {path} --robot {robot} --on-board")
     end = math.inf if duration is None else time.monotonic() + duration
     try:
         stats, inbound, outbound = serve(
@@ -421,7 +544,8 @@ def emulate(
     c = firmware.counters
     out(
         f"emulator stopped after {stats.seconds:.1f} s: {c.commands} commands applied, "
-        f"{c.watchdog_trips} watchdog trips, {c.safe_pose_requests} SAFE_POSE, {c.estops} ESTOP; "
+        f"{c.watchdog_trips} watchdog trips, {c.safe_pose_requests} SAFE_POSE, {c.estops} ESTOP, "
+        f"{c.lifetimes} on-board lifetimes; "
         f"rx {c.frames_rx} frames, {firmware.rx_errors} bad; torso moved {body.x - body.start_x:+.3f} m "
         f"along x; physics overruns {stats.overruns}, unread output {stats.tx_overflow_bytes} B"
     )

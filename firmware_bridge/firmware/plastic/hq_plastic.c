@@ -132,3 +132,17 @@ const float *hq_plastic_tick(hq_plastic *net, const float *observation)
     }
     return x;
 }
+
+void hq_plastic_weight_squares(const hq_plastic *net, float *sums)
+{
+    unsigned at = 0;
+    for (unsigned layer = 0; layer < HQ_LAYERS; ++layer) {
+        const unsigned n = hq_layer_sizes[layer] * hq_layer_sizes[layer + 1];
+        float sum = 0.0f;
+        for (unsigned s = 0; s < n; ++s) {
+            sum += net->weights[at + s] * net->weights[at + s];
+        }
+        sums[layer] = sum;
+        at += n;
+    }
+}

@@ -32,4 +32,9 @@ void hq_plastic_reset(hq_plastic *net, uint64_t seed);
  * plasticity update. Returns the action, HQ_ACTION_SIZE values inside net, valid until the next call. */
 const float *hq_plastic_tick(hq_plastic *net, const float *observation);
 
+/* The sum of the squared weights of each layer (HQ_LAYERS values into sums): its square root, the
+ * layer's norm, tells the host how far plasticity has taken a network it does not run. The caller takes
+ * the root, so the kernel needs no math library. */
+void hq_plastic_weight_squares(const hq_plastic *net, float *sums);
+
 #endif
