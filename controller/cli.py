@@ -3,6 +3,7 @@
 controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
            [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numba|numpy|onnx]
 controller --serial PORT --robot CONFIG | --config PROFILE [--duration S] [--rate HZ --allow-rate-change]
+controller --serial PORT --robot CONFIG --on-board [--duration S] [--seed S] [--log telemetry.csv]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
@@ -165,6 +166,8 @@ class _Video:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.on_board and not args.serial:
+        raise UserError("--on-board needs --serial PORT: it starts the network built into a robot's firmware")
     if args.serial:
         return deploy(_deploy_settings(args))
     genome = _genome(args.genome, args.sim)
@@ -237,6 +240,7 @@ def _deploy_settings(args: argparse.Namespace) -> DeploySettings:
         seed=args.seed,
         backend=args.backend,
         log=args.log,
+        onboard=args.on_board,
     )
 
 
@@ -273,6 +277,12 @@ def _add_serial_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=float, default=5.0, metavar="S", help="wait this long for the robot's INFO"
     )
     group.add_argument("--calibration", metavar="FILE", help="calibration YAML (default: the config's)")
+    group.add_argument(
+        "--on-board",
+        action="store_true",
+        help="the robot runs the network built into its firmware; the host starts, stops and prints its "
+        "telemetry (docs/protocol.md, On-board mode)",
+    )
 
 
 def evaluate(args: argparse.Namespace) -> int:

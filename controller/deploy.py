@@ -12,11 +12,16 @@ Stops: ``--duration`` reached (SAFE_POSE sent), Ctrl-C or SIGTERM (ESTOP sent), 
 other failure (ESTOP sent if the port still works). Imports numpy, pyserial, PyYAML and the network
 code only: no simulator on the deploy path (for a robot config without ``control_period_ms`` and a
 genome that records no period, the task's simulator says it).
+
+``--on-board`` (:func:`deploy_onboard`): the robot runs the genome built into its firmware; the host
+only starts the lifetime, feeds the robot's watchdog, prints the telemetry and stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import math
 import signal
 import sys
@@ -32,17 +37,28 @@ from controller.app import OnTick, StatusLine, Telemetry, build_network, percent
 from controller.errors import UserError
 from controller.genome import Genome, load_genome
 from controller.loop import Lifetime, Pacer, run_lifetime
-from controller.network import FeedForward
-from firmware_bridge.errors import BridgeError, ConfigError, RobotError
-from firmware_bridge.link import SerialLink, clock_us
+from controller.network import FeedForward, lifetime_seed
+from firmware_bridge.errors import BridgeError, ConfigError, LinkError, RobotError
+from firmware_bridge.link import Link, SerialLink, clock_us
 from firmware_bridge.protocol import (
+    CAP_ONBOARD,
     FAULT_WATCHDOG,
+    ONBOARD_DONE,
+    ONBOARD_RUNNING,
+    ONBOARD_STARTING,
+    ONBOARD_STATUS_NAMES,
+    ONBOARD_STOPPED,
     REASON_HOST_FAULT,
     REASON_OPERATOR,
     REASON_ROBOT_FAULT,
     REASON_STATE_TIMEOUT,
     Command,
+    Error,
     Estop,
+    Heartbeat,
+    OnboardStart,
+    OnboardStop,
+    OnboardTelemetry,
     SafePose,
     State,
     describe_faults,
@@ -67,6 +83,7 @@ class DeploySettings:
     seed: int = 0
     backend: str = "auto"
     log: str | None = None  # telemetry CSV
+    onboard: bool = False  # the robot runs its own network (docs/protocol.md, On-board mode)
 
 
 @dataclass
@@ -330,6 +347,8 @@ def _check_rate(rate: float, robot: RobotConfig, max_rate: int) -> None:
 
 
 def deploy(settings: DeploySettings) -> int:
+    if settings.onboard:
+        return deploy_onboard(settings)
     robot = load_robot(settings.robot, settings.calibration)
     genome_name = settings.genome or robot.genome
     genome = load_genome(genome_name, task=robot.task, obs_size=robot.obs_size, action_size=len(robot.joints))
@@ -366,3 +385,157 @@ def deploy(settings: DeploySettings) -> int:
     if settings.log:
         print(f"telemetry: {settings.log}")
     return result.exit_code
+
+
+# --- on-board mode ------------------------------------------------------------------------------
+TELEMETRY_S = 0.1  # the robot reports this often
+PRINT_S = 1.0  # the host prints a line this often
+START_RETRY_S = 0.25  # ONBOARD_START again if no telemetry answers it by then
+
+
+class OnboardRun:
+    """One on-board lifetime followed from the host: it only sends ONBOARD_START, HEARTBEAT (the robot's
+    watchdog), ONBOARD_STOP and, on a failure, ESTOP; it reads ONBOARD_TELEMETRY."""
+
+    def __init__(self, link: Link, robot: RobotConfig, watchdog_ms: int, log: Path | None) -> None:
+        self.link, self.robot = link, robot
+        self.heartbeat_s = watchdog_ms * 1e-3 / 4
+        self.started: set[int] = set()  # seq of every ONBOARD_START sent: telemetry answers one of them
+        self.last: OnboardTelemetry | None = None
+        self._next_beat = self._next_print = 0.0
+        self._log = log.open("w", newline="") if log else None
+        self._csv = csv.writer(self._log) if self._log else None
+        self._header = False
+
+    def start(self, request: OnboardStart, timeout: float) -> None:
+        """ONBOARD_START until the robot's telemetry answers one (each is a fresh lifetime)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.started.add(self.link.send(request))
+            if self._follow(time.monotonic() + START_RETRY_S, refusals=True):
+                return
+        raise LinkError(
+            f"robot on {self.link.name} did not answer ONBOARD_START within {timeout:g} s; check its firmware"
+        )
+
+    def follow(self) -> OnboardTelemetry:
+        """Until the lifetime ends: its last telemetry. A robot silent for the link timeout is an error."""
+        while self.last is None or self.last.status in (ONBOARD_STARTING, ONBOARD_RUNNING):
+            if not self._follow(time.monotonic() + self.robot.safety.link_timeout_s):
+                raise BridgeError(
+                    f"no ONBOARD_TELEMETRY from the robot on {self.link.name} for "
+                    f"{self.robot.safety.link_timeout_s:g} s; check the cable and the robot's power"
+                )
+        return self.last
+
+    def stop(self) -> None:
+        """ONBOARD_STOP, and the telemetry that says the lifetime ended (if it comes within a second)."""
+        self.link.send(OnboardStop())
+        deadline = time.monotonic() + 1.0
+        while self.last is None or self.last.status in (ONBOARD_STARTING, ONBOARD_RUNNING):
+            if not self._follow(deadline):
+                return
+
+    def _follow(self, until: float, refusals: bool = False) -> bool:
+        """Heartbeats and telemetry until ``until``; True as soon as a telemetry of this run arrives."""
+        while (now := time.monotonic()) < until:
+            if now >= self._next_beat:
+                self.link.send(Heartbeat(clock_us()))
+                self._next_beat = now + self.heartbeat_s
+            for item in self.link.poll():
+                message = item.message
+                if refusals and isinstance(message, Error) and message.seq in self.started:
+                    raise LinkError(f"robot on {self.link.name} refused ONBOARD_START: {message.text}")
+                if isinstance(message, OnboardTelemetry) and message.start_seq in self.started:
+                    self._report(message, now)
+                    return True
+            self.link.wait(min(self._next_beat, until) - time.monotonic())
+        return False
+
+    def _report(self, telemetry: OnboardTelemetry, now: float) -> None:
+        self.last = telemetry
+        if self._csv is not None:
+            t = telemetry
+            if not self._header:
+                layers = [f"weight_norm_{k}" for k in range(len(t.weight_norms))]
+                self._csv.writerow(
+                    ["mcu_time_s", "status", "ticks", "tick_us", "tick_us_max", "late", *layers]
+                )
+                self._header = True
+            self._csv.writerow(
+                [f"{t.mcu_time_us * 1e-6:.3f}", ONBOARD_STATUS_NAMES[t.status], t.ticks, t.tick_us,
+                 t.tick_us_max, t.late_ticks, *(f"{v:.5g}" for v in t.weight_norms)]
+            )  # fmt: skip
+        if now >= self._next_print:
+            self._next_print = now + PRINT_S
+            print(describe_telemetry(telemetry), flush=True)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+def describe_telemetry(t: OnboardTelemetry) -> str:
+    norms = " ".join(f"{v:.3g}" for v in t.weight_norms)
+    return (
+        f"[{t.mcu_time_us * 1e-6:8.2f} s] {ONBOARD_STATUS_NAMES[t.status]}: {t.ticks} network ticks, tick "
+        f"{t.tick_us} us (longest {t.tick_us_max} us), {t.late_ticks} late; weight norms {norms}"
+    )
+
+
+def deploy_onboard(settings: DeploySettings) -> int:
+    """``controller --serial PORT --robot CONFIG --on-board``: start a lifetime of the network built into
+    the robot's firmware (``--duration``: that long in network ticks, at the genome's control period;
+    default until Ctrl-C), print its telemetry, stop it. Exit 0 when it ran its ticks or was stopped, 1
+    when a safety rule ended it, 128 + the signal on Ctrl-C or SIGTERM (ONBOARD_STOP sent)."""
+    robot = load_robot(settings.robot, settings.calibration)
+    if robot.link is not Link:
+        raise ConfigError(
+            f"robot config {robot.source} is not for the bridge's firmware: it has no on-board mode"
+        )
+    genome = load_genome(settings.genome or robot.genome, task=robot.task, obs_size=robot.obs_size,
+                         action_size=len(robot.joints))  # fmt: skip
+    rate = control_rate(dataclasses.replace(settings, rate=None), genome, robot)  # the robot's build's too
+    if settings.rate is not None and not math.isclose(settings.rate, rate):
+        raise UserError(f"--rate {settings.rate:g} Hz: on board the robot ticks at its genome's {rate:g} Hz")
+    period = 1.0 / rate
+    ticks = 0 if settings.duration is None else max(1, round(settings.duration / period))
+    request = OnboardStart(lifetime_seed(np.random.default_rng(settings.seed)), ticks,
+                           max(1, round(TELEMETRY_S / period)))  # fmt: skip
+    with Link.open(settings.port, settings.baud or robot.baud) as link:
+        info = link.handshake(settings.connect_timeout)
+        robot.check_info(info)
+        if not info.capabilities & CAP_ONBOARD:
+            raise RobotError(
+                f"robot {info.robot_name!r} on {settings.port} has no on-board mode (INFO capability bit 1); "
+                "flash a firmware built with HQ_ONBOARD, or drop --on-board"
+            )
+        limit = f"{ticks} network ticks ({settings.duration:g} s)" if ticks else "until Ctrl-C"
+        print(f"robot {info.robot_name} on {settings.port}: on-board lifetime, seed {settings.seed}, {limit}")
+        run = OnboardRun(link, robot, info.watchdog_ms, Path(settings.log) if settings.log else None)
+        try:
+            with _sigterm_as_interrupt() as received:
+                try:
+                    run.start(request, settings.connect_timeout)
+                    last = run.follow()
+                    stop, code = f"the lifetime ended ({ONBOARD_STATUS_NAMES[last.status]})", 0
+                except KeyboardInterrupt:
+                    run.stop()
+                    stop, code = (
+                        f"interrupted ({received['name']}); ONBOARD_STOP sent",
+                        128 + received["signum"],
+                    )
+        except BaseException as exc:  # a second Ctrl-C is the operator's; anything else the host's fault
+            reason = REASON_OPERATOR if isinstance(exc, KeyboardInterrupt) else REASON_HOST_FAULT
+            with contextlib.suppress(BridgeError):
+                link.send(Estop(reason))
+            raise
+        finally:
+            run.close()
+        if code == 0 and run.last is not None and run.last.status not in (ONBOARD_DONE, ONBOARD_STOPPED):
+            code = 1  # a safety rule, the watchdog or another stop ended it early
+        print(f"stopped: {stop}")
+        if run.last is not None:
+            print(f"last telemetry: {describe_telemetry(run.last)}")
+        print(f"link: {link.counters.summary()}")
+    return code
