@@ -16,6 +16,10 @@
 #endif
 #include HQ_GENOME_HEADER
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A network's whole state (the caller owns it: static, on the stack, anywhere). Weights input-major
  * per layer, layers in order; then every layer's activations, the observation first and the action
  * last. Two float arrays, so a foreign-function caller may treat it as one float32 array. */
@@ -36,5 +40,9 @@ const float *hq_plastic_tick(hq_plastic *net, const float *observation);
  * layer's norm, tells the host how far plasticity has taken a network it does not run. The caller takes
  * the root, so the kernel needs no math library. */
 void hq_plastic_weight_squares(const hq_plastic *net, float *sums);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
