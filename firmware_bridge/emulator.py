@@ -448,7 +448,8 @@ def serve(
         for frame in firmware.receive(inbound.pop(now), now - start):
             outbound.push(frame, now)
         if now >= next_step:
-            for frame in firmware.control(now - start):
+            # on-board telemetry; a firmware without on-board mode (OpenCat's) returns None
+            for frame in firmware.control(now - start) or ():
                 outbound.push(frame, now)
             body.step()
             stats.steps += 1
