@@ -490,7 +490,7 @@ def onboard_program(robot: str, physics_dt: float, out: Callable[[str], None]) -
             config.genome, task=config.task, obs_size=config.obs_size, action_size=len(config.joints)
         )
         kernel = PlasticKernel.build(genome, robot)
-    except (UserError, BridgeError, subprocess.CalledProcessError) as exc:
+    except (UserError, BridgeError, subprocess.CalledProcessError, OSError) as exc:
         out(f"on-board mode off: {exc}")
         return None
     out(

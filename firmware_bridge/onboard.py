@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -22,10 +23,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.genome import Genome
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.protocol import (
     ONBOARD_DONE,
@@ -45,18 +46,26 @@ from firmware_bridge.protocol import (
 from firmware_bridge.robot import Adapter, RobotConfig
 from firmware_bridge.safety import Ramp, Safety, SafetyTrip
 
+if TYPE_CHECKING:
+    from controller.genome import Genome
+
 PLASTIC = Path(__file__).resolve().parent / "firmware" / "plastic"
 SOURCES = ("hq_plastic.c", "hq_pcg32.c")
 # the C tick's agreement with the numba tick needs IEEE float32 without fused multiply-adds (-std=c99
 # implies -ffp-contract=off)
 CFLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-ffp-contract=off")
-CACHE = Path(tempfile.gettempdir()) / "hebbian-quadruped-onboard"
 # what ends a lifetime when the safety layer trips, by the trip's reason
 TRIP_STATUS = {
     REASON_ORIENTATION: ONBOARD_ORIENTATION,
     REASON_NON_FINITE: ONBOARD_NON_FINITE,
     REASON_ROBOT_FAULT: ONBOARD_IMU,
 }
+
+
+def cache_folder() -> Path:
+    """Where built kernels are kept: the user's own cache (a library loaded from a shared folder could be
+    anyone's)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hebbian-quadruped" / "onboard"
 
 
 def _macro(header: str, name: str) -> int:
@@ -83,8 +92,8 @@ class PlasticKernel:
     @classmethod
     def build(cls, genome: Genome, robot: str, folder: Path | None = None) -> PlasticKernel:
         """Export ``genome`` for ``robot`` (a robot config's name or path: the observation layout) and
-        compile it with gcc into ``folder``; without one, into a cache folder named after the header and
-        the sources, so an emulator started again reuses the library."""
+        compile it with gcc into ``folder``; without one, into the user's cache, in a folder named after
+        the header and the sources, so an emulator started again reuses the library."""
         from controller.c_export import export_c
 
         if shutil.which("gcc") is None:
@@ -95,7 +104,7 @@ class PlasticKernel:
             digest = hashlib.sha256(header.encode() + " ".join(CFLAGS).encode())
             for source in (*SOURCES, "hq_plastic.h", "hq_pcg32.h"):
                 digest.update((PLASTIC / source).read_bytes())
-            folder = CACHE / digest.hexdigest()[:16]
+            folder = cache_folder() / digest.hexdigest()[:16]
         library = folder / "libhq_plastic.so"
         if not library.exists():
             folder.mkdir(parents=True, exist_ok=True)

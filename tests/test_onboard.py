@@ -258,7 +258,7 @@ class Emulator(test_bridge_serial.Process):
 def emulator(tmp_path):
     """The emulator process, its C tick built now with gcc (its build cache under this test's folder)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(test_bridge_serial.ENV, "TMPDIR", str(tmp_path))
+        patch.setitem(test_bridge_serial.ENV, "XDG_CACHE_HOME", str(tmp_path))
         emu = Emulator()
     yield emu
     if emu.proc.poll() is None:
