@@ -2,10 +2,12 @@
 
 Layers, lowest first: the plastic-network library (``PLASTIC``) needs nothing else of the project;
 ``sim`` (simulated robots) and ``firmware_bridge`` (the serial robot link) stand beside each other and
-need nothing of ``evolve``, and nothing in ``firmware_bridge`` but its command needs ``controller``; the
-commands sit on top, and ``controller.app``, which they share, needs none of them. Every ``import``
-counts, at module level or inside a function, since a function-local import is still a dependency, only
-a later one. Each test takes one module, so an import that breaks a rule fails that module's case.
+need nothing of ``evolve``; nothing in ``firmware_bridge`` but its command and its emulators needs
+``controller``, and an emulator only the plastic library and its C export (on-board mode runs the
+genome's C tick); the commands sit on top, and ``controller.app``, which they share, needs none of
+them. Every ``import`` counts, at module level or inside a function, since a function-local import is
+still a dependency, only a later one. Each test takes one module, so an import that breaks a rule fails
+that module's case.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ PLASTIC = {
 # the commands' code; controller.app is what the three commands share
 CONTROLLER_COMMANDS = {f"controller.{name}" for name in ("app", "cli", "deploy", "suite_eval", "plotting")}
 COMMANDS = {*CONTROLLER_COMMANDS, "evolve.cli", "firmware_bridge.cli"}
-# the bridge modules that play a robot from a simulated one (servo_body: the emulator's servo-quad hardware)
-EMULATORS = {f"firmware_bridge.{name}" for name in ("emulator", "opencat_emulator", "servo_body")}
+# the bridge modules that play a robot from a simulated one (servo_body: the emulator's servo-quad hardware,
+# onboard: the emulated board running the genome's C tick)
+EMULATORS = {f"firmware_bridge.{name}" for name in ("emulator", "opencat_emulator", "servo_body", "onboard")}
 
 
 def _module_name(path: Path) -> str:
@@ -127,8 +130,10 @@ def _forbidden(module: str) -> set[str]:
         forbidden.add("sim")
     if module in PLASTIC:
         forbidden |= {"sim", "evolve", "firmware_bridge", *CONTROLLER_COMMANDS}
-    if package == "firmware_bridge" and module not in COMMANDS:  # a robot link runs without controller/
+    if package == "firmware_bridge" and module not in COMMANDS | EMULATORS:  # a link needs no controller/
         forbidden.add("controller")
+    if module in EMULATORS:  # the board's own code: the plastic library and its C export, no command
+        forbidden |= {m for m in modules() if m.startswith("controller.")} - PLASTIC - {"controller.c_export"}
     if module == "controller.app":  # shared by every command, so it needs none of their packages
         forbidden |= {"sim", "evolve", "firmware_bridge", *(COMMANDS - {module})}
     return forbidden
