@@ -178,6 +178,12 @@ SHIPPED = {
     "carracing": "carracing_hebbian.npz",
     "servo-quad": "servo_quad_hebbian.npz",
     "servo-quad-static": "servo_quad_static.npz",
+    "ant-faults": "ant_faults.npz",
+    "ant-faults-static": "ant_faults_static.npz",
+    "servo-quad-faults": "servo_quad_faults.npz",
+    "servo-quad-faults-static": "servo_quad_faults_static.npz",
+    "servo-quad-opencat": "servo_quad_opencat.npz",
+    "servo-quad-opencat-static": "servo_quad_opencat_static.npz",
 }
 
 

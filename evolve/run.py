@@ -184,11 +184,12 @@ def _truncate_log(path: Path, records: list[dict[str, Any]], generation: int) ->
 
 def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.ndarray:
     """Where the search starts: random N(0, std^2) parameters, or a genome's (``init_from``, tied by
-    ``space`` where the run ties its parameters)."""
+    ``space`` where the run ties its parameters). The genome may come from another task with the same
+    network (the servo-quad's genome starts the stock-firmware servo-quad's run)."""
     if config.init_from is None:
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
         return rng.normal(0.0, config.parameter_init_std, space.size)
-    genome = load_genome(config.init_from, task=config.task)
+    genome = load_genome(config.init_from)
     if genome.kind != config.genome_kind or genome.spec != spec:
         raise ConfigError(
             f"config key 'init_from': {config.init_from} is a {genome.kind} genome with layers "

@@ -27,6 +27,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "ant-bullet": ("HebbianQuadruped/AntBullet-v0", "sim.ant_bullet:AntBulletEnv"),
     "carracing": ("HebbianQuadruped/CarRacing-v0", "sim.carracing:CarRacingEnv"),
     "servo-quad": ("HebbianQuadruped/ServoQuad-v0", "sim.servo_quad:ServoQuadEnv"),
+    "servo-quad-opencat": ("HebbianQuadruped/ServoQuadOpenCat-v0", "sim.servo_quad:ServoQuadOpenCatEnv"),
 }
 
 

@@ -37,6 +37,7 @@ randomisation of the control rate).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from importlib import resources
 
@@ -78,6 +79,11 @@ class ServoQuadEnv(MujocoQuadruped):
     early_stop = (200, 75)  # 4 s, then 1.5 s without a new best distance (the Ant's 1.5 s)
     settle_ticks = 50  # 1 s of the neutral stance before control starts
 
+    servo = SERVO
+    yaw_sensed = True  # the IMU's yaw (heading, yaw rate) reaches the controller
+    joint_step = math.inf  # rad: the most a joint's command may move in one tick
+    command_resolution = 0.0  # rad: commands are rounded to it (0: sent as they are)
+
     def __init__(
         self,
         frame_skip: int = 10,
@@ -94,7 +100,7 @@ class ServoQuadEnv(MujocoQuadruped):
         self.clock_hz = clock_hz
         self.ticks = 0
         self.start_yaw = 0.0
-        self.servos = Servos(SERVO, len(JOINTS))
+        self.servos = Servos(self.servo, len(JOINTS))
         intact = mujoco.MjSpec.from_file(model_path())
         intact.option.timestep = timestep
         super().__init__(intact, frame_skip, render_mode, width, height)
@@ -107,6 +113,10 @@ class ServoQuadEnv(MujocoQuadruped):
     # --- servos ------------------------------------------------------------------------------
     def command(self, target: np.ndarray) -> None:
         """Send joint targets (rad from the neutral stance) to the servos, as the firmware would."""
+        if math.isfinite(self.joint_step):
+            target = np.clip(target, self.commanded - self.joint_step, self.commanded + self.joint_step)
+        if self.command_resolution:
+            target = np.round(target / self.command_resolution) * self.command_resolution
         self.commanded = np.clip(target, self.joint_lower, self.joint_upper)
         self.servos.command(self.commanded, self.data.time)
 
@@ -153,11 +163,14 @@ class ServoQuadEnv(MujocoQuadruped):
         return np.sin(phase), np.cos(phase)
 
     def _obs(self) -> np.ndarray:
+        gyro = VELOCITY_SCALE * self.data.qvel[3:6]
+        if not self.yaw_sensed:
+            gyro[2] = 0.0
         return np.concatenate(
             [
                 self.gravity(),
-                VELOCITY_SCALE * self.data.qvel[3:6],
-                (self.heading(),),
+                gyro,
+                (self.heading() if self.yaw_sensed else 0.0,),
                 self.commanded,
                 self.clock(),
             ]
@@ -184,3 +197,29 @@ class ServoQuadEnv(MujocoQuadruped):
         self.ticks += 1
         obs, terminated = self._outcome(self._obs(), -self.gravity()[2] < MAX_TILT_COS)
         return obs, speed, terminated, False, self._info()
+
+
+class ServoQuadOpenCatEnv(ServoQuadEnv):
+    """``servo-quad-opencat``: the same robot driven as Petoi's stock OpenCat firmware can drive it
+    (docs/robots.md, "What the stock firmware gives"), so a genome evolved here needs no reflashing.
+
+    The firmware eases every ``I`` move over 10.6 ms PWM frames and answers ``v`` with pitch and roll
+    only: with a ``v`` and an ``I`` each tick its deadlines hold at a 45 ms period and at most 5 degrees
+    per joint a tick, in whole degrees. So a tick lasts 46 ms (23 physics steps), each joint's command
+    moves at most 5 degrees a tick and is rounded to a whole degree, the observation's heading and yaw
+    rate read 0 (no yaw: the layout stays the servo-quad's 17 values, so genomes carry over), and a
+    command reaches the servos 25 ms after it is sent (the ``v`` read and its beep, the serial bytes, the
+    first eased frame). The 2 Hz gait clock counts these ticks. Randomisation's latency replaces the
+    nominal one, as on the servo-quad.
+    """
+
+    servo = dataclasses.replace(SERVO, latency=0.025)
+    yaw_sensed = False
+    joint_step = math.radians(5.0)
+    command_resolution = math.radians(1.0)
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 22}
+    early_stop = (87, 33)  # 4 s, then 1.5 s without a new best distance, as on the servo-quad
+    settle_ticks = 22  # 1 s of the neutral stance
+
+    def __init__(self, frame_skip: int = 23, **kwargs) -> None:
+        super().__init__(frame_skip=frame_skip, **kwargs)

@@ -13,6 +13,8 @@ of damage specs (:mod:`sim.damage`, onsets included) and a split, ``train`` (evo
       - {name: cut-leg-1, damage: [cut-leg:1], split: held_out}
 
 One condition named ``intact`` with no damage is required: every other is reported as a share of it.
+``conditions`` may instead name another suite file (relative to this one) whose conditions this suite
+takes, so one robot driven at another rate or through another firmware is measured on the same faults.
 """
 
 from __future__ import annotations
@@ -138,8 +140,13 @@ def load_suite(name: str | Path) -> Suite:
         if not randomise.is_file():
             raise SuiteError(f"suite {path}: randomisation file {randomise} not found")
     entries = values.get("conditions")
+    if isinstance(entries, str):
+        other = (path.parent / entries).resolve()
+        if other == path.resolve() or not other.is_file():
+            raise SuiteError(f"suite {path}: 'conditions' names {other}, which is not another suite file")
+        return Suite(path.stem, path, task, steps, randomise, float(forward), load_suite(other).conditions)
     if not isinstance(entries, list) or not entries:
-        raise SuiteError(f"suite {path}: 'conditions' must be a non-empty list")
+        raise SuiteError(f"suite {path}: 'conditions' must be a non-empty list or another suite file")
     conditions = tuple(_condition(str(path), i, entry) for i, entry in enumerate(entries))
     names = [c.name for c in conditions]
     repeated = sorted({n for n in names if names.count(n) > 1})

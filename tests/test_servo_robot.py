@@ -136,6 +136,27 @@ def test_observation_is_what_the_robot_senses():
     assert np.delete(after, 6) == pytest.approx(np.delete(before, 6))
 
 
+def test_the_stock_firmware_variant_ticks_slower_steps_whole_degrees_and_senses_no_yaw():
+    """servo-quad-opencat: what Petoi's stock firmware can deliver (docs/robots.md)."""
+    env = sim.make("servo-quad-opencat")
+    env.reset(seed=0)
+    robot = env.unwrapped
+    assert robot.dt == pytest.approx(0.046)
+    for _ in range(3):  # a full-range command arrives 5 degrees a tick, in whole degrees
+        obs, *_ = env.step(np.array([1.0, -1.0, 0.3, 0.0, 1.0, 1.0, 1.0, 1.0]))
+    assert np.degrees(obs[7:15]) == pytest.approx([15, -15, 12, 0, 15, 15, 15, 15])
+    obs, *_ = env.step(np.full(8, 0.0123))
+    assert np.degrees(obs[7:15]) == pytest.approx(np.round(np.degrees(obs[7:15])))
+    # no yaw: turning the robot changes neither the heading nor the yaw rate it reads
+    before = robot._obs()
+    robot.data.qpos[3:7] = _turned(robot.data.qpos[3:7].copy(), 40.0)
+    robot.data.qvel[5] = 2.0
+    mujoco.mj_forward(robot.model, robot.data)
+    after = robot._obs()
+    assert after[5] == after[6] == before[6] == 0.0
+    assert after[:3] == pytest.approx(before[:3])
+
+
 def trot(env, ticks: int, seed: int = 0) -> tuple[float, bool]:
     """A hand-written trot (diagonal legs together, knees a quarter cycle behind the hips), 2.5 Hz,
     0.4 of the action range."""

@@ -21,7 +21,10 @@ conditions:
 """
 
 
-@pytest.mark.parametrize(("name", "task", "least"), [("ant", "ant", 60), ("servo-quad", "servo-quad", 40)])
+@pytest.mark.parametrize(
+    ("name", "task", "least"),
+    [("ant", "ant", 60), ("servo-quad", "servo-quad", 40), ("servo-quad-opencat", "servo-quad-opencat", 40)],
+)
 def test_shipped_suites_cover_every_kind_in_both_splits(name, task, least):
     suite = load_suite(name)
     assert suite.task == task and len(suite.conditions) >= least
@@ -69,6 +72,16 @@ def test_a_bad_suite_is_one_line_naming_the_condition(tmp_path, capsys, text, me
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error:")
     assert (message or "unknown leg 9") in err
+
+
+def test_a_suite_may_take_another_suites_conditions(tmp_path):
+    (tmp_path / "base.yaml").write_text(SMALL)
+    (tmp_path / "slow.yaml").write_text("task: ant\nsteps: 200\nconditions: base.yaml\n")
+    base, slow = load_suite(tmp_path / "base.yaml"), load_suite(tmp_path / "slow.yaml")
+    assert slow.conditions == base.conditions and slow.steps == 200 and slow.name == "slow"
+    (tmp_path / "self.yaml").write_text("task: ant\nconditions: self.yaml\n")
+    with pytest.raises(SuiteError, match="not another suite file"):
+        load_suite(tmp_path / "self.yaml")
 
 
 def test_an_unknown_suite_name_lists_the_shipped_ones(capsys):
