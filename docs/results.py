@@ -3,29 +3,42 @@
     python docs/results.py [--task ant] [--lifetimes 20] [--workers 2]
     python docs/results.py --task servo-quad --lifetimes 50
     python docs/results.py --gait --hebbian runs/NAME/best.npz   # which joints each genome moves
+    python docs/results.py --task servo-quad --sensitivity [--out PATH]   # each randomisation edge
 
 Each cell is ``controller evaluate GENOME --sim TASK [--damage SPEC] [--randomise FILE] --lifetimes N``
 (1000 ticks after the task's settle ticks, fresh random initial weights and seed 0..N-1 per lifetime); the
 lifetimes run in parallel. Writes docs/results_table.md (Ant) or docs/results_table_servo_quad.md, and
 for the Ant docs/fig_midrun_cut.png, docs/fig_weight_pca.png (printing the distances between lifetimes'
 mean weights) and docs/results_gait.md (which joints move).
+
+``--sensitivity`` (servo-quad, issue 27): would the fault-trained genomes walk on any real Bittle the wide
+randomisation holds? Each row pins one range of launch/randomisation/servo_quad_wide.yaml at one end
+(servo speed, stall torque, friction, latency) or holds every tick at the longest its jitter allows, the
+rest drawn as in training; it counts the lifetimes walked forward and writes
+docs/results_sensitivity_servo_quad.md (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
+import gymnasium
 import numpy as np
 
 import sim
 from controller.genome import Genome, load_genome
 from controller.loop import median_recovery, run_lifetime
 from evolve.config import load_config
+from sim.randomise import Randomisation, load_randomisation
+from sim.servo_quad import SERVO
 
 DOCS = Path(__file__).parent
 TICKS = 1000
@@ -34,6 +47,12 @@ CUT_TICK = 300  # the mid-run cuts: after this many ticks of control
 FIGURE_LEG = 4  # the speed figure's mid-run cut: a held-out front leg
 GAIT_FROM = 200  # the gait table ignores the first ticks, while the Hebbian weights self-organise
 RANDOMISE = "launch/randomisation/servo_quad.yaml"
+WIDE = "launch/randomisation/servo_quad_wide.yaml"  # what the fault-trained servo-quad genomes saw
+SENSITIVITY = ("servo-quad-faults", "servo-quad-faults-static")  # --sensitivity's default genomes
+SENSITIVITY_TABLE = "results_sensitivity_servo_quad.md"
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -129,11 +148,16 @@ def _recovery(ticks: list[int | None]) -> str:
     return f"{'never' if median is None else f'{median:.0f}'} ({recovered}/{len(ticks)})"
 
 
+def _run(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> list[Result]:
+    """The lifetimes in parallel, results in the jobs' order."""
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(work, jobs, chunksize=4))
+
+
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
     rows = TASKS[task].rows
     jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
-    with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(_lifetime, jobs, chunksize=4))
+    results = _run(_lifetime, jobs, workers)
     seen = _training_damages(TASKS[task].configs)
     header = (
         "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
@@ -166,6 +190,117 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
             f"{fell[0]}/{lifetimes} / {fell[1]}/{lifetimes} | {recovery} |"
         )
     return header + "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A row of the sensitivity table: one range of the wide randomisation pinned at its low (side 0) or
+    high (side 1) end, or (``longest_tick``) every tick as long as the jitter allows; the rest drawn."""
+
+    key: str | None = None  # the Randomisation range pinned; None: none
+    side: int = 0
+    longest_tick: bool = False
+
+
+EDGES = (
+    Edge(),
+    Edge("servo_speed", 0),
+    Edge("servo_speed", 1),
+    Edge("servo_strength", 0),
+    Edge("servo_strength", 1),
+    Edge("friction", 0),
+    Edge("friction", 1),
+    Edge("latency", 1),
+    Edge(longest_tick=True),
+)
+
+
+@cache
+def _wide() -> Randomisation:
+    return load_randomisation(DOCS.parent / WIDE)
+
+
+@cache
+def _longest_tick(task: str, jitter: float) -> tuple[int, int, float]:
+    """Physics steps of a nominal tick and of the longest tick ``jitter`` allows (the robot's own rounding),
+    and the physics step (s)."""
+    robot = sim.make(task, randomise=Randomisation(tick_jitter=jitter)).unwrapped
+    timestep = float(robot.model.opt.timestep)
+    return robot.frame_skip, robot.frame_skip + round(jitter / timestep), timestep
+
+
+def edge_randomisation(edge: Edge) -> Randomisation:
+    """The wide randomisation with the edge's range pinned as ``[x, x]`` (the longest tick: no jitter, the
+    tick itself is lengthened by :func:`edge_env`)."""
+    wide = _wide()
+    if edge.longest_tick:
+        return dataclasses.replace(wide, tick_jitter=0.0)
+    if edge.key is None:
+        return wide
+    value = getattr(wide, edge.key)[edge.side]
+    return dataclasses.replace(wide, **{edge.key: (value, value)})
+
+
+def edge_env(task: str, edge: Edge) -> gymnasium.Env:
+    """The task's environment at the edge. The longest tick lasts the jitter's longest every tick while the
+    gait clock still advances by one nominal tick's phase, as the deployed loop counts its ticks."""
+    kwargs: dict[str, Any] = {}
+    if edge.longest_tick:
+        nominal, longest, _ = _longest_tick(task, _wide().tick_jitter)
+        clock_hz = sim.make(task).unwrapped.clock_hz
+        kwargs = {"frame_skip": longest, "clock_hz": clock_hz * nominal / longest}
+    return sim.make(task, randomise=edge_randomisation(edge), **kwargs)
+
+
+def edge_label(task: str, edge: Edge) -> tuple[str, str]:
+    """The edge's name and its value in the robot's units."""
+    if edge.longest_tick:
+        nominal, longest, timestep = _longest_tick(task, _wide().tick_jitter)
+        ms = timestep * 1e3
+        return "control period, longest", f"{longest * ms:g} ms every tick (nominal {nominal * ms:g})"
+    if edge.key is None:
+        return "none (all drawn)", "-"
+    value = getattr(_wide(), edge.key)[edge.side]
+    end = ("low", "high")[edge.side]
+    values = {
+        "servo_speed": ("servo speed", f"{value * SERVO.no_load_speed:g} rad/s (x{value:g})"),
+        "servo_strength": ("stall torque", f"{value * SERVO.stall_torque:.2f} N m (x{value:g})"),
+        "friction": ("friction", f"{value:g}"),
+        "latency": ("latency", f"{value * 1e3:g} ms"),
+    }
+    name, shown = values[edge.key]
+    return f"{name}, {end}", shown
+
+
+def _edge_lifetime(job: tuple[str, str, Edge, int]) -> tuple[float, bool]:
+    task, genome, edge, seed = job
+    loaded, settle, _ = _setup(task, genome, (), 0)
+    life = run_lifetime(loaded.build(), edge_env(task, edge), TICKS, seed, settle_ticks=settle)
+    return life.distance, life.terminated
+
+
+def sensitivity(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
+    """Lifetimes walked forward, mean distance and falls per genome at each edge of EDGES."""
+    jobs = [(task, g, edge, seed) for edge in EDGES for g in genomes.values() for seed in range(lifetimes)]
+    results = iter(_run(_edge_lifetime, jobs, workers))
+    names = " | ".join(f"{n} forward (>= {FORWARD_M:g} m) | {n} mean (m)" for n in genomes)
+    lines = [
+        f"Genomes: {', '.join(f'{n} `{g}`' for n, g in genomes.items())}; {lifetimes} lifetimes (seeds 0-"
+        f"{lifetimes - 1}) of {TICKS} ticks after the settle per cell, on {WIDE} with one range pinned.",
+        "",
+        f"| edge | value | {names} | fell, {' / '.join(genomes)} |",
+        "|---|---|" + "---|---|" * len(genomes) + "---|",
+    ]
+    for edge in EDGES:
+        cells, fell = [], []
+        for _ in genomes:
+            cell = [next(results) for _ in range(lifetimes)]
+            distance = np.array([d for d, _ in cell])
+            cells.append(f"{(distance >= FORWARD_M).sum()}/{lifetimes} | {distance.mean():.2f}")
+            fell.append(f"{sum(f for _, f in cell)}/{lifetimes}")
+        name, value = edge_label(task, edge)
+        lines.append(f"| {name} | {value} | {' | '.join(cells)} | {' / '.join(fell)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _speeds(
@@ -288,8 +423,20 @@ def main() -> None:
     parser.add_argument("--lifetimes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gait", action="store_true", help="only print the Ant gait table (5 lifetimes)")
+    parser.add_argument(
+        "--sensitivity", action="store_true", help="servo-quad: walked forward at each randomisation edge"
+    )
+    parser.add_argument("--out", type=Path, help=f"--sensitivity's table (default docs/{SENSITIVITY_TABLE})")
     args = parser.parse_args()
     task = TASKS[args.task]
+    if args.sensitivity:
+        if args.task != "servo-quad":
+            parser.error("--sensitivity needs --task servo-quad (the wide randomisation is the servo-quad's)")
+        genomes = {"Hebbian": args.hebbian or SENSITIVITY[0], "static": args.static or SENSITIVITY[1]}
+        text = sensitivity(args.task, genomes, args.lifetimes, args.workers)
+        (args.out or DOCS / SENSITIVITY_TABLE).write_text(text)
+        print(text)
+        return
     genomes = {"Hebbian": args.hebbian or task.hebbian, "static": args.static or task.static}
     if args.gait:
         print(gait(genomes, min(args.lifetimes, 5)))
