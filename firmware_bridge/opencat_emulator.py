@@ -6,13 +6,18 @@ pseudo-terminal, prints its path and answers byte for byte as PetoiCamp/OpenCat 
 serial command, then reacts (``OpenCat.ino``, ``src/io.h``, ``src/reaction.h``). The builds
 (``BUILDS``) differ in what ``v`` prints: ``default`` pitch and roll, ``read_acceleration`` (with
 ``#define READ_ACCELERATION`` in ``src/imu.h``) also two body-frame and one world-frame acceleration,
-``ypr`` the yaw, pitch, roll of the firmware up to commit ``c87f42a`` (May 2023).
+``ypr`` the yaw, pitch, roll of the firmware up to commit ``c87f42a`` (May 2023), ``other_modules``
+(``#define OTHER_MODULES`` in ``OpenCat.ino``, which drops ``GYRO_PIN``: ``src/OpenCat.h:402-428``) no
+IMU at all: no ``IMU`` boot line, no rest at boot, ``v`` and ``V`` confirmed only.
 
-Emulated exactly: the boot lines, then the rest posture; ``?``, ``j`` (all or one slot), ``v``, ``I``,
-``L``, ``d``, ``p``, ``g``, ``G``; the ``G`` a command prints when it follows ``d`` (gyro balancing back
-on), the ``p`` one prints after a pause; the slot limits; the eased interpolation. Tokens with no case in
-the firmware's switch are confirmed only, as there. Not emulated (confirmed only here): skills ``k``,
-``K``, ``T``, calibration ``c``, ``m``/``M``/``i``, ``b``/``B``, ``s``, ``a``, ``V``, the fall recovery.
+Emulated exactly: the boot lines, then the rest posture; ``?``, ``j`` (all or one slot), ``v``, ``V``
+(printGyro: every new IMU reading printed as ``v`` prints it, ``src/imu.h:207``), ``I``, ``L``, ``d``,
+``p``, ``g``, ``G``; the beep and its ``delay(5)`` before every command but ``I``, ``L``, ``b``, ``B``
+(no command mutes it: ``b`` alone only flips the boot melody, ``src/reaction.h:315-317``); the ``G`` a
+command prints when it follows ``d`` (gyro balancing back on), the ``p`` one prints after a pause; the slot
+limits; the eased interpolation. Tokens with no case in the firmware's switch are confirmed only, as
+there. Not emulated (confirmed only here): skills ``k``, ``K``, ``T``, calibration ``c``,
+``m``/``M``/``i``, ``b``/``B`` (their 200 ms read timeout is), ``s``, ``a``, the fall recovery.
 
 The timing model (``Timing``), each figure with its source or basis, makes a host that sends faster than
 the robot can react wait as it would on a real one: ``untimed`` answers at once (the adapter's tests).
@@ -39,7 +44,7 @@ from firmware_bridge.opencat import SLOTS, slot
 from firmware_bridge.servo_body import ServoQuadBody
 
 MODEL, VERSION = "Bittle", "N_250224"  # src/OpenCat.h:169 and :1
-BUILDS = ("default", "read_acceleration", "ypr")
+BUILDS = ("default", "read_acceleration", "ypr", "other_modules")
 PROFILE = "launch/deploy/servo_quad_opencat.yaml"
 NEUTRAL_DEGREES = 30  # OpenCat's "balance" posture: every hip and knee at 30 degrees
 # src/OpenCat.h:43-64, the Bittle's angleLimit per slot (written to EEPROM when the board is configured)
@@ -48,7 +53,8 @@ LIMITS = np.array(HEAD_LIMITS + [(-200, 80)] * 2 + [(-80, 200)] * 6)  # front hi
 BOOT_ANGLES = (-30, -80, -45, 0, 0, 0, 0, 0, 75, 75, 75, 75, -55, -55, -55, -55)  # src/OpenCat.h:297-300
 REST = BOOT_ANGLES[:4] + (-3, -3, 3, 3) + BOOT_ANGLES[8:]  # src/InstinctBittle.h:418-420
 BOOT_LINES = f"k\r\n\n* Start *\r\n{MODEL}\r\n{VERSION}\r\nIMU\r\nServo:25.00\r\nSkill\r\nReady!\r\n".encode()
-NO_BEEP = "bBLI"  # src/reaction.h:64-75: every other serial token beeps
+NO_IMU_BOOT_LINES = BOOT_LINES.replace(b"IMU\r\n", b"")  # imuSetup() only with GYRO_PIN (OpenCat.h:461)
+NO_BEEP = "bBLI"  # src/reaction.h:64-75: every other serial token beeps, unconditionally
 SKILL = "k"
 
 
@@ -170,10 +176,13 @@ class OpenCatFirmware:
         self.counters = FirmwareCounters()
         self.rx_errors = 0  # bytes sent while the board could not hear them
         self.rx_overflows = 0  # bytes lost to a full 64-byte receive buffer
+        self.beeps = 0  # reactions that beeped, the boot's rest included (newCmdIdx 2, OpenCat.h:522)
         self.sticky = 0
         self.slots = [slot(joint) for joint in body.joint_names]
         self.angles = np.array(BOOT_ANGLES)  # currentAng: degrees, every slot, as 'j' lists them
+        self.imu = build != "other_modules"  # GYRO_PIN defined: the IMU code is compiled in
         self.gyro_balance = True  # gyroBalanceQ (src/OpenCat.h:342): the loop reads the IMU only while on
+        self.print_gyro = False  # printGyro (src/OpenCat.h:343), toggled by 'V'
         self.fine_adjust = True  # fineAdjust (src/OpenCat.h:341), toggled by 'g'
         self.paused = False  # tStep == 0 after 'p'
         self.last_token = ""
@@ -199,9 +208,9 @@ class OpenCatFirmware:
             return []
         if not self.booted:
             self.booted = True
-            self._print(BOOT_LINES, self.boot_s)
+            self._print(BOOT_LINES if self.imu else NO_IMU_BOOT_LINES, self.boot_s)
             self._move(np.array(BOOT_ANGLES), 0, self.boot_s)  # soft boot: allCalibratedPWM (OpenCat.h:529)
-            self._boot_rest = True
+            self._boot_rest = self.imu  # the first token is T_REST only after the IMU's readings (:516-523)
         self._run(now)
         for byte in data:
             if len(self._rx) >= 63:
@@ -228,12 +237,13 @@ class OpenCatFirmware:
         """Run the firmware's loop up to ``now``: IMU, serial, reaction, as ``loop()`` in OpenCat.ino."""
         while True:
             if self._token is None:
-                imu, packet = self._imu_cost(self.clock) if self.gyro_balance else (0.0, 0)
+                reading = self.imu and self.gyro_balance  # readEnvironment() (src/imu.h:232-235)
+                imu, packet = self._imu_cost(self.clock) if reading else (0.0, 0)
                 check = self.clock + imu
                 if check > now:
                     return
-                if self.gyro_balance:
-                    self._read_imu(packet)
+                if reading:
+                    check = self._read_imu(packet, check)
                 if self._rx and self._rx[0][0] <= check:
                     self._token = (chr(self._rx.popleft()[1]), check)
                     self.counters.frames_rx += 1
@@ -242,12 +252,15 @@ class OpenCatFirmware:
                     self.clock = self._react("d", b"", check)
                     continue
                 else:  # idle passes until the next byte or now, each taking the newest packet
-                    idle = max(check + self.timing.loop, min(self._rx[0][0] if self._rx else now, now))
+                    until = min(self._rx[0][0] if self._rx else now, now)
+                    if reading and self.print_gyro:  # every packet is printed: stop at the next one
+                        until = min(until, (self._packets + 1) * self.timing.dmp_period)
+                    idle = max(check + self.timing.loop, until)
                     if idle <= self.clock:
                         return
                     self.clock = idle
-                    if self.gyro_balance:
-                        self._read_imu(math.floor(idle / self.timing.dmp_period))
+                    if reading and not self.print_gyro:
+                        self._read_imu(math.floor(idle / self.timing.dmp_period), idle)
                     continue
             token, start = self._token
             read = self._read_command(token, start, now)
@@ -293,10 +306,11 @@ class OpenCatFirmware:
             return (newest + 1) * timing.dmp_period - t + timing.fifo_count + timing.packet, newest + 1
         return waiting * (timing.fifo_count + timing.packet), newest
 
-    def _read_imu(self, packet: int) -> None:
-        """A new reading if ``packet`` is newer than the last one read."""
+    def _read_imu(self, packet: int, t: float) -> float:
+        """A new reading at ``t`` if ``packet`` is newer than the last one read, printed while printGyro
+        is on (src/imu.h:189-208); returns when the CPU goes on."""
         if packet <= self._packets:
-            return
+            return t
         self._packets = packet
         q = np.floor(self.body.sense().quaternion * 16384) / 16384  # the packet's 16-bit quaternion
         self.ypr = np.array(opencat_ypr(q))
@@ -309,6 +323,7 @@ class OpenCatFirmware:
             world = np.trunc(rotate(q, real))
             self.accel = np.array([real[0], real[1], world[2]], dtype=int)
             self._gravity = dmp_gravity(q)
+        return self._print(self._imu_line(), t) if self.print_gyro else t
 
     def _imu_line(self) -> bytes:
         """print6Axis() (src/imu.h:168-188) for this build."""
@@ -354,6 +369,7 @@ class OpenCatFirmware:
         """What reaction() (src/reaction.h:60-525) prints and does for one command; returns when done."""
         if token not in NO_BEEP:
             t += self.timing.beep
+            self.beeps += 1
         if self.last_token in ("c", "d") and token != "c":
             self.gyro_balance = True
             t = self._print(b"G\r\n", t)
@@ -362,14 +378,19 @@ class OpenCatFirmware:
             t = self._print(b"p\r\n", t)
         if token == "?":
             t = self._print(f"{MODEL}\r\n{VERSION}\r\n".encode(), t)
+        elif token in "gG" and not self.imu:
+            token = "g"  # without GYRO_PIN both only answer g (src/reaction.h:116-129)
         elif token == "g":
             self.fine_adjust = not self.fine_adjust
             token = "G" if self.fine_adjust else "g"
         elif token == "G":
             self.gyro_balance = not self.gyro_balance
             token = "G" if self.gyro_balance else "g"
-        elif token == "v":
+        elif token == "v" and self.imu:
             t = self._print(self._imu_line(), t)
+        elif token == "V" and self.imu:
+            self.print_gyro = not self.print_gyro
+            token = "V" if self.print_gyro else "v"
         elif token == "p":
             self.paused = not self.paused
             if self.paused:

@@ -4,7 +4,9 @@ timing model against what a host may ask of a stock Bittle."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,7 +31,8 @@ class Host:
         self.firmware = OpenCatFirmware(ServoQuadBody(seed=0), build)
         self.t = 0.0
         self.drives = 0
-        self.boot = self.until(lambda out: out.endswith(b"d\r\n"))
+        end = b"d\r\n" if self.firmware.imu else b"Ready!\r\n"  # without the IMU, no rest at boot
+        self.boot = self.until(lambda out: out.endswith(end))
 
     def advance(self, seconds: float) -> bytes:
         out = b""
@@ -157,3 +160,62 @@ def test_the_shipped_gaits_50_hz_stream_misses_its_deadlines():
 def test_the_sustainable_scheme_keeps_its_deadlines():
     assert run_stream(0.045, 5.0) == 0  # 22 Hz, at most 5 degrees a tick: 2 frames, 'v' every tick
     assert run_stream(0.02, 1.0, imu_every=4) > 0  # 50 Hz cannot even hold still with 'v' every 4th tick
+
+
+# --- the IMU stream ('V') and the beep -----------------------------------------------------------
+STREAM_LINE = re.compile(rb"-?\d+\.\d{5}\t-?\d+\.\d{5}\r\n")
+
+
+def test_V_streams_every_new_reading_while_gyro_balancing_is_on():
+    stream = Host()
+    expected = fixture("default_build.txt")
+    reply, _ = stream.send(b"V\n")
+    assert reply == b"G\r\n" + expected["V_on"]  # G: the first command after the boot's rest
+    assert stream.firmware.print_gyro
+    out = stream.advance(0.2)
+    lines = out.split(b"\r\n")[:-1]
+    assert 18 <= len(lines) <= 21  # one per DMP packet: 100 Hz
+    assert all(STREAM_LINE.fullmatch(line + b"\r\n") for line in lines), out
+    assert lines[-1] + b"\r\nv\r\n" == stream.firmware._imu_line() + b"v\r\n"  # as 'v' prints it
+    # none while a joint command's frames are written (the loop is in transform()), none after 'd'
+    reply, took = stream.send(indexed_command([8, 9, 10, 11], np.array([10.0] * 4)))
+    assert took > 0.05 and reply.count(b"\r\n") <= 2  # at most one reading before the token was read
+    stream.send(b"d\n")
+    assert stream.advance(0.2) == b""  # gyro balancing off: the loop reads no IMU
+    reply, _ = stream.send(b"?\n")  # any command turns balancing back on: the stream goes on
+    assert reply.startswith(b"G\r\n")
+    assert STREAM_LINE.fullmatch(stream.advance(0.05).split(b"\r\n")[0] + b"\r\n")
+    stream.firmware.receive(b"V\n", stream.t)  # off again: answered v
+    assert stream.until(lambda out: out.endswith(expected["V_off"])) and not stream.firmware.print_gyro
+    stream.advance(0.02)
+    assert stream.advance(0.1) == b""
+
+
+def test_a_level_robot_streams_the_fixtures_line(monkeypatch):
+    stream = Host()
+    stream.send(b"V\n")
+    level = SimpleNamespace(quaternion=np.array([1.0, 0.0, 0.0, 0.0]))
+    monkeypatch.setattr(stream.firmware.body, "sense", lambda: level)
+    out = stream.advance(0.05)
+    assert out.endswith(fixture("default_build.txt")["stream_level"] * 3)
+
+
+def test_every_token_but_I_L_b_B_beeps_and_b_does_not_mute_it(host):
+    host.advance(0.05)
+    beeps = host.firmware.beeps
+    host.send(indexed_command([8], np.array([30.0])))
+    host.send(b"I~")
+    assert host.firmware.beeps == beeps  # 'I' never beeps
+    host.send(b"b\n")  # 'b' alone: the boot melody's EEPROM flag (reaction.h:315-317), no beep itself
+    assert host.firmware.beeps == beeps
+    _, took = host.send(b"v\n")
+    assert host.firmware.beeps == beeps + 1 and took >= TIMING.read_delay + TIMING.beep  # still beeps
+
+
+def test_a_build_without_the_imu_prints_no_reading():
+    bare = Host("other_modules")
+    expected = fixture("other_modules_build.txt")
+    assert bare.boot == expected["boot"]
+    assert bare.send(b"v\n")[0] == expected["v"]
+    assert bare.send(b"V\n")[0] == expected["V"] and bare.advance(0.1) == b""
+    assert bare.send(b"?\n")[0] == b"Bittle\r\nN_250224\r\n?\r\n"  # no G: there was no rest at boot
