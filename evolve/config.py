@@ -56,7 +56,9 @@ class Config:
     sigma_min: float = ESParams.sigma_min
     lr: float = ESParams.lr
     lr_decay: float = ESParams.lr_decay
-    l2: float = ESParams.l2
+    # m of fitness (or reward) lost per unit of a member's mean squared parameter, before any ranking
+    # (evolve/shaping.py, l2_penalty)
+    l2: float = 0.01
     optimizer: str = ESParams.optimizer
     seed: int = 0
     # fitness

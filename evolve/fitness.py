@@ -18,7 +18,7 @@ from controller.genome import Genome
 from controller.loop import EarlyStop, run_lifetime
 from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
-from evolve.openai_es import Population, centred_ranks
+from evolve.openai_es import Population
 from evolve.symmetry import search_space
 from sim.damage import SpecError
 from sim.randomise import load_randomisation
@@ -211,22 +211,3 @@ class Evaluator:
                 fell += life.terminated
         per_body = tuple(float(d) for d in scores.mean(axis=1))
         return Result(per_body, float(walked.mean()), steps, fell, time.process_time() - cpu_start)
-
-
-def per_body_utility(jobs: list[Job], results: list[Result]) -> np.ndarray:
-    """Each member's fitness ranked among the members that walked the same body, averaged over its
-    bodies (``fitness_shaping: per_body``).
-
-    Pooled, a body where every member walks about 1 m (a cut leg the walker has not solved) differs
-    little between the two members of a pair next to the spread on the intact body, so its signal is
-    lost in the ranks; ranked per body, every body a pair walked moves the mean as much as any other."""
-    by_body: dict[tuple[str, ...], list[tuple[int, float]]] = {}
-    for k, (job, result) in enumerate(zip(jobs, results, strict=True)):
-        for damages, fitness in zip(job.morphologies, result.per_body, strict=True):
-            by_body.setdefault(damages, []).append((k, fitness))
-    utility, count = np.zeros(len(jobs)), np.zeros(len(jobs))
-    for entries in by_body.values():
-        members, fitness = zip(*entries, strict=True)
-        utility[list(members)] += centred_ranks(np.array(fitness))
-        count[list(members)] += 1
-    return utility / count

@@ -2,9 +2,9 @@
 Reinforcement Learning" (arXiv 1703.03864, 2017), as used by Najarro & Risi, "Meta-Learning through
 Hebbian Plasticity in Random Networks" (NeurIPS 2020) to evolve Hebbian rules.
 
-Mirrored Gaussian perturbations, centred-rank fitness shaping, an L2 penalty on the parameters
-(``-l2 * mean(theta^2)`` added to each fitness), SGD (the paper) or Adam, learning-rate decay and
-optional sigma decay to a floor.
+Mirrored Gaussian perturbations, SGD (the paper) or Adam, learning-rate decay and optional sigma decay
+to a floor. :meth:`OpenAIES.tell` takes utilities already shaped: the paper's centred ranks and L2
+penalty are in ``evolve/shaping.py``, composed by the caller (``evolve/run.py``).
 
 Perturbations are never stored or shipped: member ``k`` of generation ``g`` is
 ``mean + sign(k) * sigma * eps(seed, g, k // 2)``, where ``eps`` is drawn from a counter-based
@@ -30,7 +30,6 @@ class ESParams:
     sigma_min: float = 0.01
     lr: float = 0.05
     lr_decay: float = 0.999
-    l2: float = 0.01
     optimizer: str = "sgd"  # "sgd" (the paper) or "adam"
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -90,13 +89,6 @@ def noise(seed: int, generation: int, pair: int, size: int) -> np.ndarray:
     return np.random.Generator(bits).standard_normal(size, dtype=np.float32)
 
 
-def centred_ranks(fitness: np.ndarray) -> np.ndarray:
-    """Ranks scaled to [-0.5, 0.5]: invariant to the fitness scale and robust to outliers."""
-    ranks = np.empty(fitness.size)
-    ranks[np.argsort(fitness, kind="stable")] = np.arange(fitness.size)
-    return ranks / max(fitness.size - 1, 1) - 0.5
-
-
 class OpenAIES:
     """ask/tell over an explicit :class:`ESState`; the object itself holds only constants."""
 
@@ -129,24 +121,18 @@ class OpenAIES:
         pairs = (population.pair_noise(pair) for pair in range(self.params.population // 2))
         return [population.perturb(eps, sign) for eps in pairs for sign in (1.0, -1.0)]
 
-    def tell(self, state: ESState, fitness: np.ndarray) -> ESState:
-        """Move the mean along the rank-weighted perturbations; decay lr and sigma."""
+    def tell(self, state: ESState, utility: np.ndarray) -> ESState:
+        """Move the mean along the perturbations weighted by each member's ``utility`` (already shaped:
+        nothing is ranked here); decay lr and sigma. With SGD the mean moves by
+        ``lr / (population * sigma) * sum_k utility_k * eps_k``, eps_k the member's signed noise."""
         p = self.params
-        fitness = np.asarray(fitness, dtype=np.float64)
-        if fitness.shape != (p.population,):
-            raise ValueError(f"expected {p.population} fitness values, got {fitness.shape}")
+        utility = np.asarray(utility, dtype=np.float64)
+        if utility.shape != (p.population,):
+            raise ValueError(f"expected {p.population} utilities, got {utility.shape}")
         population = self.population(state)
-        pairs = [population.pair_noise(pair) for pair in range(p.population // 2)]
-        # The L2 penalty of each member, rebuilt from its pair's noise exactly as the worker built it.
-        penalty = [
-            p.l2 * np.mean(np.square(population.perturb(eps, sign), dtype=np.float64))
-            for eps in pairs
-            for sign in (1.0, -1.0)
-        ]
-        shaped = centred_ranks(fitness - np.array(penalty))
         gradient = np.zeros_like(state.mean, dtype=np.float64)
-        for pair, eps in enumerate(pairs):
-            gradient += (shaped[2 * pair] - shaped[2 * pair + 1]) * eps
+        for pair in range(p.population // 2):
+            gradient += (utility[2 * pair] - utility[2 * pair + 1]) * population.pair_noise(pair)
         gradient /= p.population * state.sigma
         m, v = state.adam_m, state.adam_v
         if p.optimizer == "adam":

@@ -39,10 +39,10 @@ from evolve.fitness import (
     make_bodies,
     network_spec,
     pair_jobs,
-    per_body_utility,
     task_sizes,
 )
 from evolve.openai_es import ESParams, ESState, OpenAIES, Population
+from evolve.shaping import centred_ranks, l2_penalty, per_body_ranks
 from evolve.symmetry import SearchSpace, search_space
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
@@ -80,6 +80,23 @@ def load_checkpoint(path: Path, size: int) -> tuple[ESState, dict[str, Any]]:
             f"{run}/config.yaml --set init_from={run}/latest.npz --out NEW_RUN"
         ) from None
     return state, best
+
+
+def utility(config: Config, population: Population, jobs: list[Job], results: list[Result]) -> np.ndarray:
+    """What ``tell`` weighs each member by: its L2 penalty subtracted from its fitness on every body, then
+    ranked once, pooled (the mean over its bodies, among all members) or per body (``fitness_shaping``).
+
+    The penalty is subtracted before any ranking so that it is in the fitness's unit (m, or reward) in
+    both modes: ``l2`` then trades parameter size against distance the same way whichever shaping ranks
+    it, and a member must walk as much further on a body as its parameters cost to rank level there.
+    (Subtracted from per-body ranks, it would weigh in rank units, whose size depends on the population
+    and the bodies.) The same penalty on each body lowers a member's mean over them by exactly it, so
+    pooled mode ranks the same numbers as when the ES subtracted it itself."""
+    penalty = l2_penalty(population, len(jobs), config.l2)
+    if config.fitness_shaping == "per_body":
+        fitness = [np.subtract(r.per_body, cost) for r, cost in zip(results, penalty, strict=True)]
+        return per_body_ranks([job.morphologies for job in jobs], fitness)
+    return centred_ranks(np.array([r.fitness for r in results]) - penalty)
 
 
 def population_stats(fitness: np.ndarray, results: list[Result]) -> dict[str, Any]:
@@ -271,14 +288,11 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     try:
         while state.generation < config.generations:
             t0 = time.perf_counter()
-            jobs = pair_jobs(config, state.generation)
-            results = backend.run(es.population(state), jobs)
+            jobs, population = pair_jobs(config, state.generation), es.population(state)
+            results = backend.run(population, jobs)
             fitness = np.array([r.fitness for r in results])
             record = {"generation": state.generation, **population_stats(fitness, results)}
-            if config.fitness_shaping == "per_body":
-                state = es.tell(state, per_body_utility(jobs, results))
-            else:
-                state = es.tell(state, fitness)
+            state = es.tell(state, utility(config, population, jobs, results))
             record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
             if state.generation % config.validate_every == 0 or state.generation == config.generations:

@@ -19,7 +19,7 @@ import sim
 from controller.genome import load_genome
 from evolve.cli import RESUME_KEYS, main
 from evolve.config import Config, ConfigError, config_to_dict, load_config, make_config
-from evolve.fitness import Evaluator, GaitTerms, Job, Result, make_bodies, pair_jobs, per_body_utility
+from evolve.fitness import Evaluator, GaitTerms, Job, make_bodies, pair_jobs
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
@@ -278,20 +278,6 @@ def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draw
     assert robot(pair_jobs(config, generation=0)[0].seeds[0])["friction"] == train[0]["friction"]
 
 
-def test_per_body_shaping_ranks_each_body_among_the_members_that_walked_it():
-    """Member 1 walks the intact body 1 m further and the cut body 0.5 m less: pooled, its mean wins;
-    ranked per body, member 0 wins (the cut body's half metre counts as much as the intact metre)."""
-    jobs = [Job(0, ((), ("cut-leg:3",)), (1,)), Job(1, ((), ("cut-leg:3",)), (1,))]
-    jobs += [Job(2, ((),), (2,)), Job(3, ((),), (2,))]
-    per_body = [(30.0, 1.0), (31.0, 0.5), (25.0,), (26.0,)]
-    results = [Result(f, float(np.mean(f)), 1000, 0, 0.0) for f in per_body]
-    assert results[1].fitness > results[0].fitness
-    utility = per_body_utility(jobs, results)
-    # intact: ranked among all four; cut leg 3: among members 0 and 1 only
-    assert utility == pytest.approx([(1 / 6 + 0.5) / 2, (0.5 - 0.5) / 2, -0.5, -1 / 6])
-    assert utility[0] > utility[1]
-
-
 def test_fitness_cap_clips_each_lifetime_before_the_mean():
     """The shipped walker covers more than 0.5 m in 100 ticks on every seed: capped, each lifetime
     scores exactly the cap; uncapped, more."""
@@ -448,6 +434,7 @@ def test_local_and_ray_backends_give_identical_fitness_arrays():
     from evolve.backends import LocalBackend, RayBackend
     from evolve.openai_es import OpenAIES
     from evolve.run import es_params
+    from evolve.shaping import centred_ranks
 
     config = load_config(SMOKE, ["population=6", "ticks=40", "workers=2"])
     es = OpenAIES(es_params(config), config.seed)
@@ -461,7 +448,7 @@ def test_local_and_ray_backends_give_identical_fitness_arrays():
                     [r.fitness for r in backend.run(es.population(state), pair_jobs(config, generation))]
                 )
                 arrays.append(fitness)
-                state = es.tell(state, fitness)
+                state = es.tell(state, centred_ranks(fitness))
         finally:
             backend.close()
         return arrays
