@@ -15,7 +15,7 @@ import numpy as np
 
 import sim
 from controller.genome import Genome
-from controller.loop import EarlyStop, run_lifetime
+from controller.loop import EarlyStop, Lifetime, run_lifetime
 from controller.network import NetworkSpec, task_spec
 from evolve.config import DAMAGE_KEYS, Config, ConfigError
 from evolve.openai_es import Population
@@ -84,12 +84,24 @@ class GaitTerms:
             return 0.0
         return float(np.minimum(self.travel / (JOINT_TRAVEL * self.seconds), 1.0).sum())
 
-    def fitness_change(self) -> float:
-        """m of fitness gained for moving joints, less the charge for joints at a stop."""
-        return (
-            self.config.joint_motion_reward * self.seconds * self.moving_joints()
-            - self.config.joint_limit_cost * self.limit_seconds
+
+def lifetime_score(life: Lifetime, ticks: int, config: Config, gait: GaitTerms | None = None) -> float:
+    """What one lifetime of ``ticks`` scores in training, every term in this one place: the task's
+    fitness (m walked, or reward) held to the pace ``fitness_cap`` (``overshoot_cost`` per m beyond it),
+    less ``fall_cost`` per second a fall cut short, plus the gait terms ``gait`` measured (joint motion
+    earned, joint-seconds at a stop charged). Validation and the ``controller`` command report
+    ``life.fitness`` alone."""
+    score = life.fitness
+    if config.fitness_cap:
+        score = min(score, config.fitness_cap) - config.overshoot_cost * max(score - config.fitness_cap, 0)
+    if life.terminated:
+        score -= config.fall_cost * (ticks - life.ticks) * life.dt
+    if gait is not None:
+        score += (
+            config.joint_motion_reward * gait.seconds * gait.moving_joints()
+            - config.joint_limit_cost * gait.limit_seconds
         )
+    return score
 
 
 def network_spec(
@@ -201,12 +213,7 @@ class Evaluator:
                     on_tick=gait,
                 )
                 walked[b, s] = life.fitness
-                fitness = life.fitness
-                if c.fitness_cap:
-                    fitness = min(fitness, c.fitness_cap) - c.overshoot_cost * max(fitness - c.fitness_cap, 0)
-                if life.terminated:
-                    fitness -= c.fall_cost * (ticks - life.ticks) * env.unwrapped.dt
-                scores[b, s] = fitness + gait.fitness_change() if gait else fitness
+                scores[b, s] = lifetime_score(life, ticks, c, gait)
                 steps += life.ticks + c.settle_ticks
                 fell += life.terminated
         per_body = tuple(float(d) for d in scores.mean(axis=1))

@@ -17,9 +17,10 @@ from conftest import terminal_sigint
 
 import sim
 from controller.genome import load_genome
+from controller.loop import Lifetime
 from evolve.cli import RESUME_KEYS, main
 from evolve.config import Config, ConfigError, config_to_dict, load_config, make_config
-from evolve.fitness import Evaluator, GaitTerms, Job, make_bodies, pair_jobs
+from evolve.fitness import Evaluator, GaitTerms, Job, lifetime_score, make_bodies, pair_jobs
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
@@ -276,6 +277,28 @@ def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draw
     drawn = [r["friction"] for r in train + held_out]
     assert len(set(drawn)) == len(drawn)  # every lifetime a different robot
     assert robot(pair_jobs(config, generation=0)[0].seeds[0])["friction"] == train[0]["friction"]
+
+
+def test_lifetime_score_holds_every_training_term():
+    """Each term on a made-up lifetime (no simulator): the pace cap and its overshoot charge, the fall
+    charge per second cut short, the gait terms; the walked distance itself is left as it was."""
+
+    class Gait:  # what GaitTerms measured: 5 s, 3 joints moving, 2 joint-seconds at a stop
+        seconds, limit_seconds = 5.0, 2.0
+
+        def moving_joints(self) -> float:
+            return 3.0
+
+    walked = Lifetime(fitness=12.0, ticks=100, dt=0.05)
+    fell = Lifetime(fitness=12.0, ticks=60, dt=0.05, terminated=True)
+    terms = {"fitness_cap": 10.0, "overshoot_cost": 0.5, "fall_cost": 2.0}
+    config = make_config(terms | {"joint_motion_reward": 0.1, "joint_limit_cost": 0.3})
+    assert lifetime_score(walked, 100, make_config({})) == 12.0
+    assert lifetime_score(walked, 100, make_config(terms)) == 10.0 - 0.5 * 2.0
+    assert lifetime_score(fell, 100, make_config(terms)) == pytest.approx(9.0 - 2.0 * 40 * 0.05)
+    assert lifetime_score(fell, 100, make_config({"fall_cost": 2.0})) == pytest.approx(12.0 - 4.0)
+    assert lifetime_score(walked, 100, config, Gait()) == pytest.approx(9.0 + 0.1 * 5 * 3 - 0.3 * 2)
+    assert walked.fitness == fell.fitness == 12.0
 
 
 def test_fitness_cap_clips_each_lifetime_before_the_mean():
