@@ -260,7 +260,7 @@ class OpenCatFirmware:
                         return
                     self.clock = idle
                     if reading and not self.print_gyro:
-                        self._read_imu(math.floor(idle / self.timing.dmp_period), idle)
+                        self._read_imu(self._packet_at(idle), idle)
                     continue
             token, start = self._token
             read = self._read_command(token, start, now)
@@ -298,13 +298,18 @@ class OpenCatFirmware:
         the packets waiting (all but the newest read and thrown away), or with more than 200 bytes a reset
         and a wait for the next packet (MPU6050.cpp:2760-2790)."""
         timing = self.timing
-        newest = math.floor(t / timing.dmp_period)
+        newest = self._packet_at(t)
         waiting = newest - self._packets
         if waiting <= 0:
             return timing.fifo_count, newest
         if waiting * 28 > 200:
             return (newest + 1) * timing.dmp_period - t + timing.fifo_count + timing.packet, newest + 1
         return waiting * (timing.fifo_count + timing.packet), newest
+
+    def _packet_at(self, t: float) -> int:
+        """The newest DMP packet at ``t``; one due at ``t`` counts (``t`` may be its time computed as a
+        sum: without the margin an idle loop that waits for that packet would wait forever, untimed)."""
+        return math.floor(t / self.timing.dmp_period + 1e-9)
 
     def _read_imu(self, packet: int, t: float) -> float:
         """A new reading at ``t`` if ``packet`` is newer than the last one read, printed while printGyro

@@ -2,8 +2,9 @@
 
 A robot config (YAML) says what the robot is (joints in order, feet, control mode), how to build
 the genome's observation vector from STATE, the safety limits, and which calibration file to use;
-``link`` says what its firmware speaks: ``bridge`` (docs/protocol.md, the default) or ``opencat``
-(stock OpenCat firmware, ``firmware_bridge/opencat.py``).
+``link`` says what its firmware speaks: ``bridge`` (docs/protocol.md, the default), ``opencat``
+(stock OpenCat firmware, ``firmware_bridge/opencat.py``; its IMU streams) or ``opencat-poll`` (the
+same, asking for each IMU reading with ``v``, which beeps every tick).
 The calibration maps each joint between the genome's convention and the robot's:
 
     observed angle  = sign * (robot angle - offset)            (rad; velocities: sign * robot velocity)
@@ -27,7 +28,7 @@ import yaml
 
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.link import Link, SerialLink
-from firmware_bridge.opencat import OpenCatLink
+from firmware_bridge.opencat import OpenCatLink, OpenCatPollLink
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
     CONTROL_MODES,
@@ -40,7 +41,7 @@ from firmware_bridge.protocol import (
 )
 
 # what each firmware speaks: the ``link`` key of a robot config -> the link that drives it
-LINKS: dict[str, type[SerialLink]] = {"bridge": Link, "opencat": OpenCatLink}
+LINKS: dict[str, type[SerialLink]] = {"bridge": Link, "opencat": OpenCatLink, "opencat-poll": OpenCatPollLink}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ OBSERVATION_BLOCKS: dict[str, Block] = {
     "linear_velocity": Block(3, lambda a, s, n: a.base(s).velocity, needs_base=True),
     "angular_velocity": Block(3, lambda a, s, n: s.gyro),
     "heading": Block(1, lambda a, s, n: a.heading(s)),  # yaw turned since the first observation, rad
+    # a task trained without the IMU's yaw (servo-quad-opencat): body x and y rates, and 0 where the
+    # yaw rate and the heading were, whatever the robot reports
+    "angular_velocity_no_yaw": Block(3, lambda a, s, n: (s.gyro[0], s.gyro[1], 0.0)),
+    "no_heading": Block(1, lambda a, s, n: 0.0),
     "contacts": Block("feet", lambda a, s, n: [(s.contacts >> k) & 1 for k in range(a.config.feet)]),
     "clock": Block(2, lambda a, s, n: a.clock(n)),  # sine and cosine of a gait clock
 }
