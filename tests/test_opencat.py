@@ -225,6 +225,7 @@ def test_link_handshake_stream_and_command_on_the_default_build(robot):
         )
         assert link.layout is LAYOUTS[(2, 0)] and not link.layout.yaw
         assert firmware.print_gyro  # 'V': the firmware prints every reading itself
+        assert firmware.beeps == 5  # the boot's rest, then '?', 'j', 'v', 'V': no more from here on
         rest = firmware.angles[[slot(j) for j in JOINTS]]
         assert link.commanded == pytest.approx(np.radians(rest))  # from 'j'
         # the readings stream in: polling sends nothing, so nothing beeps

@@ -157,6 +157,24 @@ def test_the_shipped_gaits_50_hz_stream_misses_its_deadlines():
     assert run_stream(0.02, 10.0) == 24  # the median per-tick change: 3 frames of 16 writes and a beep
 
 
+def test_the_streamed_scheme_keeps_its_deadlines_and_reads_between_commands():
+    """The link's scheme: the IMU streamed after one 'V', an 'I' of at most 5 degrees every 46 ms."""
+    stream = Host()
+    stream.send(b"V\n")
+    stream.send(indexed_command([8, 9, 10, 11], np.array([30.0] * 4)))
+    stream.advance(0.05)
+    missed, readings = 0, []
+    for tick in range(40):
+        start = stream.t
+        out, _ = stream.send(indexed_command([8, 9, 10, 11], np.array([30.0 + 5.0 * (tick % 2)] * 4)))
+        late = stream.t - start - 0.046
+        missed += late > 0
+        out += stream.advance(max(0.0, -late))
+        readings.append(len(STREAM_LINE.findall(out)))
+    assert missed == 0 and stream.firmware.beeps == 2  # the boot's rest and 'V'
+    assert min(readings) >= 2  # fresh readings every tick, between the moves
+
+
 def test_the_sustainable_scheme_keeps_its_deadlines():
     assert run_stream(0.045, 5.0) == 0  # 22 Hz, at most 5 degrees a tick: 2 frames, 'v' every tick
     assert run_stream(0.02, 1.0, imu_every=4) > 0  # 50 Hz cannot even hold still with 'v' every 4th tick
