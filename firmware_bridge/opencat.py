@@ -214,6 +214,7 @@ class OpenCatLink(SerialLink):
         self.sent = np.zeros(len(joints))  # degrees: what the joints were last sent
         self.layout: Layout | None = None  # the build's IMU line, learnt at the handshake
         self.paused = False  # the servos shut by 'p' (any other command ends a pause)
+        self.rested = False  # 'd' sent: the joints are in the rest posture, the IMU loop stopped
         self._faults = FAULT_IDLE
         self._seq = 0
         self._last_command_seq = 0
@@ -331,10 +332,23 @@ class OpenCatLink(SerialLink):
 
     # --- the SerialLink interface ---------------------------------------------------------------
     def poll(self) -> list[Received]:
-        """The IMU readings that arrived since the last poll (streamed: nothing is sent)."""
+        """The IMU readings that arrived since the last poll (streamed: nothing is sent, but after a rest)."""
         self._read()
+        self._after_rest()
         new, self._new = self._new, []
         return new
+
+    def _after_rest(self) -> None:
+        """Once a ``d`` is done: ``j`` (one beep), which turns the firmware's IMU loop, and so the stream,
+        back on (``reaction.h:80-83``) and tells where the rest posture put the joints: a ramp after a
+        SAFE_POSE starts there, not where the joints were sent before it."""
+        if not self.rested or self._pending is not None:
+            return
+        self.rested = False
+        rows = [NUMBER.findall(line) for line in self._exchange("j", ANSWER_S) or []]
+        angles = [row for row in rows if len(row) >= SLOTS]
+        if angles:
+            self.sent = np.array([float(angles[-1][s]) for s in self.slots])
 
     def state_age(self, now: float) -> float:
         """Seconds since the latest IMU reading arrived (inf before the first; 0 for one that arrived
@@ -348,11 +362,11 @@ class OpenCatLink(SerialLink):
             degrees = np.clip(np.degrees(message.targets), self.sent - STEP_DEGREES, self.sent + STEP_DEGREES)
             degrees = np.clip(np.round(degrees), self.lower, self.upper)
             self._write(("I",), indexed_command(self.slots, degrees))
-            self.sent = degrees
+            self.sent, self.rested = degrees, False  # an 'I' turns the IMU loop back on itself
             self._last_command_seq, self._faults = seq, 0
         elif isinstance(message, SafePose):
             self._write(("d",), b"d\n")
-            self._faults = FAULT_SAFE_POSE
+            self._faults, self.rested = FAULT_SAFE_POSE, True
         elif isinstance(message, Estop):
             if not self.paused:  # a second 'p' would end the pause: servos on again
                 self._write(("P", "k"), b"p\n")
@@ -462,6 +476,7 @@ class OpenCatPollLink(OpenCatLink):
         """Ask for an IMU reading and wait for it (up to ``ANSWER_S``), so the tick's observation is as
         fresh as in training; returns the readings that arrived since the last poll."""
         self._read()
+        self._after_rest()
         self._exchange("v", ANSWER_S)
         new, self._new = self._new, []
         return new

@@ -282,6 +282,28 @@ def test_estop_is_p_servos_off_at_once_and_safe_pose_is_d(robot):
         assert firmware.counters.safe_pose_requests == 1 and not firmware.paused
 
 
+def test_after_a_safe_pose_the_stream_resumes_from_the_rest_posture(robot):
+    """'d' stops the firmware's IMU loop (gyro balancing off) and moves the joints to rest: the link then
+    sends one 'j', which turns the loop back on and tells where the joints are, for the next ramp."""
+    firmware = robot.firmware
+    with OpenCatLink.open(robot.path, JOINTS) as link:
+        link.handshake(timeout=5.0)
+        for _ in range(4):
+            link.send(Command(0, tuple(link.commanded - 0.1)))
+        link._settle(time.monotonic() + 1.0)
+        beeps = firmware.beeps
+        link.send(SafePose(0))
+        deadline = time.monotonic() + 2.0
+        while link.rested and time.monotonic() < deadline:  # until the rest is done and 'j' was sent
+            link.poll()
+            link.wait(0.005)
+        assert not link.rested
+        wait_for_readings(link, 3)  # the stream is back
+        assert firmware.gyro_balance and firmware.beeps == beeps + 2  # 'd' and the one 'j'
+        assert link.sent.tolist() == firmware.angles[[slot(j) for j in JOINTS]].tolist()  # the rest posture
+        assert link.counters.dropped == 0
+
+
 def test_a_line_of_other_columns_is_counted_never_misread(robot):
     with OpenCatLink.open(robot.path, JOINTS) as link:
         link.handshake(timeout=5.0)
