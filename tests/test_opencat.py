@@ -252,6 +252,22 @@ def test_link_handshake_stream_and_command_on_the_default_build(robot):
         assert link.counters.dropped == 0 and len(link.ping(3)) == 3 and firmware.beeps == beeps  # 'I~'
 
 
+def test_a_stream_left_on_is_read_through_and_turned_on_again():
+    """A board that was not reset since an earlier session: its readings stream into every answer of the
+    handshake, and 'V' first turns the stream off (answered 'v'): the link sends it again."""
+    emulated = EmulatedRobot()
+    emulated.firmware.print_gyro = True
+    try:
+        with OpenCatLink.open(emulated.path, JOINTS) as link:
+            info = link.handshake(timeout=5.0)
+            assert info.robot_name == "Bittle" and link.layout is LAYOUTS[(2, 0)]
+            assert emulated.firmware.print_gyro and link.counters.rejected["imu"] == 0
+            assert emulated.firmware.beeps == 6  # the rest, ?, j, v, V (off), V (on)
+            wait_for_readings(link, 3)
+    finally:
+        emulated.close()
+
+
 def test_link_clamps_each_slot_to_the_firmwares_range(robot):
     with OpenCatLink.open(robot.path, JOINTS) as link:
         link.handshake(timeout=5.0)
