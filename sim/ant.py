@@ -128,7 +128,5 @@ class AntEnv(MujocoQuadruped):
         x_before = float(self.data.qpos[0])
         self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        speed = (float(self.data.qpos[0]) - x_before) / self.dt
         upside_down = self.data.xmat[self.model.body("torso").id][8] < 0.0
-        obs, terminated = self._outcome(self._obs(), self.terminate_upside_down and upside_down)
-        return obs, speed, terminated, False, self._info()
+        return self._end_tick(x_before, self.dt, self.terminate_upside_down and upside_down)

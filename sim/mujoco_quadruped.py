@@ -25,6 +25,12 @@ import numpy as np
 from sim.quadruped import Quadruped
 
 CUT_MASS = 1e-6  # kg: MuJoCo needs a moving body to have some mass
+# MuJoCo's warnings of a blown-up simulation (it resets the state when it gives one)
+UNSTABLE = (
+    mujoco.mjtWarning.mjWARN_BADQACC,
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+)
 LIMIT_MARGIN = 0.02  # rad: a joint closer than this to an end of its range, or past it, is at its limit
 
 
@@ -217,8 +223,8 @@ class MujocoQuadruped(Quadruped):
 
     def _info(self) -> dict[str, Any]:
         return {
-            "x_distance": float(self.data.qpos[0] - self._x0),
-            "x_position": float(self.data.qpos[0]),
+            "x_distance": self._x - self._x0,
+            "x_position": self._x,
             "damage": list(self.damage),
         }
 
@@ -239,16 +245,25 @@ class MujocoQuadruped(Quadruped):
         mujoco.mj_resetData(self.model, self.data)
         self._initial_state()
         mujoco.mj_forward(self.model, self.data)
-        self._x0 = float(self.data.qpos[0])
+        self._x0 = self._x = float(self.data.qpos[0])
+        self._warned = 0  # MuJoCo's count of unstable steps since the reset
         return self._obs(), self._info()
 
-    def _outcome(self, obs: np.ndarray, fallen: bool) -> tuple[np.ndarray, bool]:
-        """The observation to return and whether the lifetime ended: fallen, or the simulation blew up
-        (then the observation's non-finite values read 0)."""
-        finite = bool(np.all(np.isfinite(obs)))
-        if not finite:
+    def _end_tick(self, x_before: float, seconds: float, fallen: bool) -> tuple:
+        """A tick's step result (obs, forward speed, terminated, truncated, info). The lifetime ends when
+        the robot fell or the simulation blew up this tick: MuJoCo warned of a bad acceleration, position
+        or velocity (it then resets the state, which may blow up again) or the observation is not finite.
+        A blow-up ends the lifetime where the tick began: no distance is credited from it, and the
+        observation's non-finite values read 0."""
+        warned = sum(self.data.warning[w].number for w in UNSTABLE)
+        obs = self._obs()
+        blew_up = warned > self._warned or not bool(np.all(np.isfinite(obs)))
+        self._warned = warned
+        if blew_up:
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-        return obs, bool(not finite or fallen)
+        self._x = x_before if blew_up else float(self.data.qpos[0])
+        speed = (self._x - x_before) / seconds
+        return obs, speed, bool(blew_up or fallen), False, self._info()
 
     @property
     def dt(self) -> float:

@@ -193,10 +193,9 @@ class ServoQuadEnv(MujocoQuadruped):
         substeps = self._substeps()
         for _ in range(substeps):
             self.physics_step()
-        speed = (float(self.data.qpos[0]) - x_before) / (substeps * self.model.opt.timestep)
         self.ticks += 1
-        obs, terminated = self._outcome(self._obs(), -self.gravity()[2] < MAX_TILT_COS)
-        return obs, speed, terminated, False, self._info()
+        fallen = -self.gravity()[2] < MAX_TILT_COS
+        return self._end_tick(x_before, substeps * self.model.opt.timestep, fallen)
 
 
 class ServoQuadOpenCatEnv(ServoQuadEnv):

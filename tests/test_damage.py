@@ -172,3 +172,19 @@ def test_joint_order_matches_actuators():
     assert [
         mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, model.actuator_trnid[i][0]) for i in range(8)
     ] == list(JOINTS)
+
+
+@pytest.mark.parametrize("task", ["ant", "servo-quad"])
+def test_a_simulation_that_blows_up_ends_the_lifetime_where_the_tick_began(task):
+    """MuJoCo resets a blown-up state (and may blow up again): no distance is credited from it."""
+    env = sim.make(task)
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape)
+    for _ in range(5):
+        _, _, terminated, _, info = env.step(action)
+    assert not terminated
+    before = info["x_distance"]
+    env.unwrapped.data.qvel[:] = 1e30  # a blow-up
+    obs, speed, terminated, _, info = env.step(action)
+    assert terminated and speed == 0.0 and info["x_distance"] == before
+    assert np.all(np.isfinite(obs))
