@@ -8,7 +8,8 @@ serial command, then reacts (``OpenCat.ino``, ``src/io.h``, ``src/reaction.h``).
 ``#define READ_ACCELERATION`` in ``src/imu.h``) also two body-frame and one world-frame acceleration,
 ``ypr`` the yaw, pitch, roll of the firmware up to commit ``c87f42a`` (May 2023), ``other_modules``
 (``#define OTHER_MODULES`` in ``OpenCat.ino``, which drops ``GYRO_PIN``: ``src/OpenCat.h:402-428``) no
-IMU at all: no ``IMU`` boot line, no rest at boot, ``v`` and ``V`` confirmed only.
+IMU at all: no ``IMU`` boot line, no rest at boot, ``v`` and ``V`` confirmed only (its example
+``otherModule()`` reads pin A2, taken as grounded: it prints nothing).
 
 Emulated exactly: the boot lines, then the rest posture; ``?``, ``j`` (all or one slot), ``v``, ``V``
 (printGyro: every new IMU reading printed as ``v`` prints it, ``src/imu.h:207``), ``I``, ``L``, ``d``,
@@ -17,7 +18,8 @@ Emulated exactly: the boot lines, then the rest posture; ``?``, ``j`` (all or on
 command prints when it follows ``d`` (gyro balancing back on), the ``p`` one prints after a pause; the slot
 limits; the eased interpolation. Tokens with no case in the firmware's switch are confirmed only, as
 there. Not emulated (confirmed only here): skills ``k``, ``K``, ``T``, calibration ``c``,
-``m``/``M``/``i``, ``b``/``B`` (their 200 ms read timeout is), ``s``, ``a``, the fall recovery.
+``m``/``M``/``i``, ``b``/``B`` (no sound; their 200 ms read timeout is emulated), ``s``, ``a``, the fall
+recovery.
 
 The timing model (``Timing``), each figure with its source or basis, makes a host that sends faster than
 the robot can react wait as it would on a real one: ``untimed`` answers at once (the adapter's tests).
