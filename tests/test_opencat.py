@@ -22,6 +22,7 @@ import sim
 from controller.cli import main as controller
 from controller.genome import Genome, save_genome
 from controller.network import NetworkSpec
+from firmware_bridge import opencat_emulator
 from firmware_bridge.emulator import open_pty, serve
 from firmware_bridge.errors import ConfigError, LinkError
 from firmware_bridge.faults import FaultSpec
@@ -395,6 +396,17 @@ def test_an_edited_print6axis_is_refused_with_the_fix(monkeypatch):
     message = str(refused.value)
     assert "prints 7 columns" in message and "restore print6Axis() in src/imu.h" in message
     assert "\n" not in message
+
+
+def test_a_robot_other_than_a_bittle_is_refused(monkeypatch):
+    """The slot ranges are the Bittle's: a Nybble's differ (src/OpenCat.h), so its '?' ends the handshake."""
+    monkeypatch.setattr(opencat_emulator, "MODEL", "Nybble")
+    nybble = EmulatedRobot()
+    try:
+        with OpenCatLink.open(nybble.path, JOINTS) as link, pytest.raises(LinkError, match="Bittle only"):
+            link.handshake(timeout=5.0)
+    finally:
+        nybble.close()
 
 
 def test_a_nan_reading_is_an_imu_fault(robot):
