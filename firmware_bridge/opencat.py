@@ -120,19 +120,19 @@ LAYOUTS = {
 
 
 def columns(line: bytes) -> tuple[int, int] | None:
-    """(angle columns, integer columns after them) of an IMU line, the second -1 when not all the columns
-    after the leading angles are integers; None for a line that is not one (a token, a model name, the 'j'
-    table: no angle column)."""
+    """(leading angle columns, integer columns after them) of an IMU line, the second -1 when not all the
+    columns after the leading angles are integers; None for a line that is not one (a token, a model name,
+    the 'j' table: all numbers, none with decimals)."""
     fields = line.split(b"\t")
     if not all(FLOAT.fullmatch(f) or INTEGER.fullmatch(f) for f in fields):
+        return None
+    if not any(FLOAT.fullmatch(f) for f in fields):
         return None
     angles = 0
     while angles < len(fields) and FLOAT.fullmatch(fields[angles]):
         angles += 1
-    if not angles:
-        return None
     rest = fields[angles:]
-    return angles, len(rest) if all(INTEGER.fullmatch(f) for f in rest) else -1
+    return angles, len(rest) if angles and all(INTEGER.fullmatch(f) for f in rest) else -1
 
 
 def unreadable(name: str, line: bytes) -> LinkError:

@@ -75,6 +75,7 @@ def test_each_slot_is_limited_to_the_firmwares_own_range():
         (b"nan\tnan", (2, 0)),  # the DMP gave no angle: still the default build's line
         (b"0.1\t2\t3\t4\t5\t6\t7", (1, 6)),  # read, but no build prints it
         (b"0.1\t2.0\t3\t4.0", (2, -1)),
+        (b"3\t0.5\t0.1", (0, -1)),  # an integer first: a reading, of no build
         (b"0\t1\t2\t3", None),  # the 'j' table's head row: no angle column
         (b"75,\t75,", None),
         (b"Bittle", None),
