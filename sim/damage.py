@@ -204,6 +204,12 @@ class BodyDamage(Damage):
         getattr(self.env.unwrapped, BODY_METHODS[self.spec_.kind])(*self.spec_.args)
 
 
+def unbounded(space: gymnasium.spaces.Box) -> gymnasium.spaces.Box:
+    """The observation space of a sensor that may read beyond its range (noise, bias): unbounded, the
+    robot's shape and dtype."""
+    return gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
+
+
 class ObservationNoise(Damage):
     """Gaussian noise on every observation value, drawn from the episode's seeded generator.
 
@@ -212,8 +218,7 @@ class ObservationNoise(Damage):
 
     def __init__(self, env: gymnasium.Env, damage: DamageSpec) -> None:
         super().__init__(env, damage)
-        space = env.observation_space
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
+        self.observation_space = unbounded(env.observation_space)
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if not self.active:
@@ -238,8 +243,7 @@ class SensorBias(Damage):
 
     def __init__(self, env: gymnasium.Env, damage: DamageSpec) -> None:
         super().__init__(env, damage)
-        space = env.observation_space
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
+        self.observation_space = unbounded(env.observation_space)
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if not self.active:

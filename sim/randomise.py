@@ -38,7 +38,7 @@ import gymnasium
 import numpy as np
 import yaml
 
-from sim.damage import SpecError
+from sim.damage import SpecError, unbounded
 
 Range = tuple[float, float]
 
@@ -228,7 +228,7 @@ class SensorRandomisation(Randomiser):
     def __init__(self, env: gymnasium.Env, config: Randomisation) -> None:
         super().__init__(env, config)
         space = env.observation_space
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, space.shape, space.dtype)
+        self.observation_space = unbounded(space)
         self.sensed = np.arange(space.shape[0])[getattr(env.unwrapped, "sensed", slice(None))]
         self.bias = np.zeros(self.sensed.size)
 
