@@ -515,8 +515,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--suite",
         metavar="NAME",
-        help="a fault suite: a name from launch/suites/ (ant, servo-quad) or a suite file; every condition "
-        "is evaluated and each split summarised",
+        help="a fault suite: a name from launch/suites/ (ant, servo-quad, servo-quad-opencat) or a file; "
+        "every condition is evaluated and each split summarised",
     )
     parser.add_argument("--against", metavar="GENOME", help="with --suite: a second genome's columns beside")
     parser.add_argument(
