@@ -7,7 +7,8 @@
    HEARTBEAT round trip, and COMMAND -> STATE latency (until a STATE reports the command applied).
 3. The deploy loop (``controller.deploy.Deployment``: the fixed-rate loop over a robot env) with the
    shipped Ant genome at rising rates, ``--ticks`` ticks each, ``--repeats`` times (a fresh emulator
-   each): the median share of missed deadlines; the highest rate with < 0.1% is reported.
+   each, after the ramp): the median share of missed deadlines; the highest rate below which every rate
+   tried kept under 0.1% is reported.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class Emulator:
             [sys.executable, "-m", "firmware_bridge.cli", "emulate", "--robot", "ant", *extra],
             stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
-        self.port = re.search(r"on (/dev/\S+)", self.proc.stdout.readline()).group(1)
+        lines = iter(self.proc.stdout.readline, "")  # its first lines may say what it built first
+        self.port = next(m.group(1) for line in lines if (m := re.search(r"on (/dev/\S+)", line)))
 
     def __enter__(self) -> Emulator:
         return self
@@ -118,13 +120,14 @@ def rates(rate_list: list[float], ticks: int, repeats: int) -> None:
         f"deploy loop, shipped Ant genome (backend {network.backend}), {ticks} ticks per run, "
         f"median of {repeats} runs:"
     )
-    best = None
+    best = previous = None
     for rate in rate_list:
         runs = []
         for _ in range(repeats):
             with Emulator(*FAST) as emu, Link.open(emu.port, late_s=1 / rate) as link:
                 link.handshake()
-                runs.append(Deployment(link, robot, network, rate).run(ticks / rate))
+                # the ramp to the first pose comes first: ``ticks`` network ticks after it
+                runs.append(Deployment(link, robot, network, rate).run(robot.safety.ramp_s + ticks / rate))
         shares = [100.0 * r.pacer.misses / max(1, r.pacer.ticks) for r in runs]
         share = statistics.median(shares)
         work = [t for r in runs for t in r.pacer.work_s]
@@ -135,8 +138,9 @@ def rates(rate_list: list[float], ticks: int, repeats: int) -> None:
             f"  {rate:6.0f} Hz: deadline misses {share:.2f}% (runs: {each}), skipped deadlines {skipped:g}; "
             f"whole tick {app.percentiles(work, 1e6, 'us')}, network {app.percentiles(net, 1e6, 'us')}"
         )
-        if share < 0.1:
+        if share < 0.1 and best == previous:  # every rate up to this one kept its deadlines
             best = rate
+        previous = rate
     print(f"highest rate with < 0.1% deadline misses: {f'{best:g} Hz' if best else 'none of those tried'}")
 
 
