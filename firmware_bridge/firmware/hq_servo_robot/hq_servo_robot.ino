@@ -207,16 +207,22 @@ static void send_state(uint32_t now_us) {
 }
 
 /* --- input --------------------------------------------------------------------------------- */
-static void handle_command(uint16_t seq) {
-    uint8_t i;
+/* Whether a request to move the servos may be obeyed: a session, and no latched ESTOP; else the ERROR why. */
+static bool may_move(uint16_t seq) {
     if (!session) {
         send_error(HQ_ERROR_NOT_READY, seq, "send HELLO first");
-        return;
+        return false;
     }
     if (estop) {
         send_error(HQ_ERROR_ESTOPPED, seq, "emergency stop latched; send HELLO to clear");
-        return;
+        return false;
     }
+    return true;
+}
+
+static void handle_command(uint16_t seq) {
+    uint8_t i;
+    if (!may_move(seq)) return;
     if (msg.u.command.n != N_JOINTS) {
         send_error(HQ_ERROR_PAYLOAD, seq, "wrong number of targets");
         return;
@@ -270,14 +276,7 @@ static void end_lifetime(uint8_t status) {
 
 static void start_lifetime(uint16_t seq) {
     uint8_t i;
-    if (!session) {
-        send_error(HQ_ERROR_NOT_READY, seq, "send HELLO first");
-        return;
-    }
-    if (estop) {
-        send_error(HQ_ERROR_ESTOPPED, seq, "emergency stop latched; send HELLO to clear");
-        return;
-    }
+    if (!may_move(seq)) return;
     hq_plastic_reset(&net, msg.u.onboard_start.seed);
     tick_limit = msg.u.onboard_start.ticks;
     telemetry_every = msg.u.onboard_start.telemetry_every;
