@@ -1,7 +1,8 @@
 """The ``controller`` command: run, evaluate and inspect Hebbian controllers.
 
-controller --sim ant|ant-bullet|carracing|servo-quad [--genome G] [--cut-leg N] [--damage SPEC]... [--steps N]
-           [--seed S] [--realtime] [--video out.mp4] [--log run.csv] [--backend auto|numba|numpy|onnx]
+controller --sim ant|ant-bullet|carracing|servo-quad|servo-quad-opencat [--genome G] [--cut-leg N]
+           [--damage SPEC]... [--steps N] [--seed S] [--realtime] [--video out.mp4] [--log run.csv]
+           [--backend auto|numba|numpy|onnx]
 controller --serial PORT --robot CONFIG | --config PROFILE [--duration S] [--rate HZ --allow-rate-change]
 controller --serial PORT --robot CONFIG --on-board [--duration S] [--seed S] [--log telemetry.csv]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
@@ -55,7 +56,7 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--sim",
         metavar="TASK",
         help="simulated task: ant (MuJoCo), ant-bullet (PyBullet), carracing (pixels), "
-        "servo-quad (8 hobby servos, docs/robots.md)",
+        "servo-quad (8 hobby servos, docs/robots.md), servo-quad-opencat (the same, stock Petoi firmware)",
     )
     parser.add_argument("--cut-leg", metavar="N", action="append", default=[], help=f"cut leg N; {LEG_HELP}")
     parser.add_argument("--damage", metavar="SPEC", action="append", default=[], help=DAMAGE_HELP)
