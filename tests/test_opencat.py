@@ -43,7 +43,7 @@ from firmware_bridge.opencat_emulator import LIMITS, NEUTRAL_DEGREES, UNTIMED, O
 from firmware_bridge.protocol import FAULT_IMU, POSITION, Command, Estop, SafePose
 from firmware_bridge.robot import LINKS, Adapter, gravity_direction, load_robot, yaw_angle
 from firmware_bridge.servo_body import ServoQuadBody
-from sim.servo_quad import JOINTS
+from sim.servo_quad import JOINTS, ServoQuadOpenCatEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = str(ROOT / "launch" / "deploy" / "servo_quad_opencat.yaml")
@@ -527,3 +527,21 @@ def test_the_stock_firmware_genome_walks_forward_for_60_s_on_the_default_build()
     assert "dropped 0" in stdout and "rejected frames 0" in stdout
     moved = float(re.search(r"torso moved ([+-][\d.]+) m along x", emulator.wait_for("torso moved")).group(1))
     assert moved > 0.5, moved
+
+
+def test_the_link_and_the_robot_config_hold_the_stock_firmware_task_s_limits():
+    """The task the genome is evolved on (sim) and the link that deploys it (firmware_bridge) cannot
+    import each other: the joint step, the tick, the clock and the no-yaw blocks agree here."""
+    env = sim.make("servo-quad-opencat").unwrapped
+    config = load_robot("servo-quad-opencat")
+    assert math.degrees(env.joint_step) == pytest.approx(STEP_DEGREES)
+    assert config.control_period_s == pytest.approx(env.dt)
+    assert dict(config.observation)["clock"] == pytest.approx(env.clock_hz * env.dt)
+    assert [block for block, _ in config.observation] == [
+        "gravity",
+        "angular_velocity_no_yaw",
+        "no_heading",
+        "joint_positions",
+        "clock",
+    ]
+    assert config.task == "servo-quad-opencat" and not ServoQuadOpenCatEnv.yaw_sensed
