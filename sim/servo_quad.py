@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from importlib import resources
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -220,5 +221,5 @@ class ServoQuadOpenCatEnv(ServoQuadEnv):
     early_stop = (87, 33)  # 4 s, then 1.5 s without a new best distance, as on the servo-quad
     settle_ticks = 22  # 1 s of the neutral stance
 
-    def __init__(self, frame_skip: int = 23, **kwargs) -> None:
+    def __init__(self, frame_skip: int = 23, **kwargs: Any) -> None:
         super().__init__(frame_skip=frame_skip, **kwargs)
