@@ -279,10 +279,8 @@ class Firmware:
 
     def _start_lifetime(self, seq: int, message: OnboardStart, now: float) -> bytes:
         assert self.onboard is not None
-        if not self.session:
-            return self._error(ERROR_NOT_READY, seq, "send HELLO first")
-        if self.estop:
-            return self._error(ERROR_ESTOPPED, seq, "emergency stop latched; send HELLO to clear")
+        if refused := self._refuse_move(seq):
+            return refused
         self.onboard.start(seq, message, now)
         self.command, self.idle, self.watchdog_tripped = None, False, False
         self.last_command_time = now  # the watchdog counts from the start
@@ -306,11 +304,18 @@ class Firmware:
         self.log(now, f"on-board lifetime ended ({status}: {self.onboard.detail}) after "
                       f"{self.onboard.ticks} network ticks")  # fmt: skip
 
-    def _command(self, seq: int, message: Command, now: float) -> bytes | None:
+    def _refuse_move(self, seq: int) -> bytes | None:
+        """The ERROR for a request to move the servos (COMMAND, ONBOARD_START) out of a session or under
+        a latched ESTOP; None when it may be obeyed."""
         if not self.session:
             return self._error(ERROR_NOT_READY, seq, "send HELLO first")
         if self.estop:
             return self._error(ERROR_ESTOPPED, seq, "emergency stop latched; send HELLO to clear")
+        return None
+
+    def _command(self, seq: int, message: Command, now: float) -> bytes | None:
+        if refused := self._refuse_move(seq):
+            return refused
         targets = np.asarray(message.targets)
         if targets.size != self.lower.size or not np.all(np.isfinite(targets)):
             return self._error(ERROR_PAYLOAD, seq, f"need {self.lower.size} finite targets")
