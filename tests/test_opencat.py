@@ -370,13 +370,18 @@ def test_polling_v_is_an_explicit_opt_in_and_beeps_each_time(robot):
         assert firmware.beeps == beeps + 3
 
 
-def test_a_build_it_cannot_read_is_refused_with_the_fix():
-    bare = EmulatedRobot("other_modules")
+def handshake_refusal(robot: EmulatedRobot) -> str:
+    """The link's one-line refusal of ``robot`` at the handshake (the emulated robot is closed after)."""
     try:
-        with OpenCatLink.open(bare.path, JOINTS) as link, pytest.raises(LinkError, match="OTHER_MODULES"):
+        with OpenCatLink.open(robot.path, JOINTS) as link, pytest.raises(LinkError) as refused:
             link.handshake(timeout=5.0)
     finally:
-        bare.close()
+        robot.close()
+    return str(refused.value)
+
+
+def test_a_build_it_cannot_read_is_refused_with_the_fix():
+    assert "OTHER_MODULES" in handshake_refusal(EmulatedRobot("other_modules"))
 
 
 def test_an_edited_print6axis_is_refused_with_the_fix(monkeypatch):
@@ -389,12 +394,7 @@ def test_an_edited_print6axis_is_refused_with_the_fix(monkeypatch):
         return b"\t".join([pitch, roll, b"12", b"-7", *accelerations])
 
     monkeypatch.setattr(edited.firmware, "_imu_line", with_world_x_y)
-    try:
-        with OpenCatLink.open(edited.path, JOINTS) as link, pytest.raises(LinkError) as refused:
-            link.handshake(timeout=5.0)
-    finally:
-        edited.close()
-    message = str(refused.value)
+    message = handshake_refusal(edited)
     assert "prints 7 columns" in message and "restore print6Axis() in src/imu.h" in message
     assert "\n" not in message
 
@@ -402,12 +402,7 @@ def test_an_edited_print6axis_is_refused_with_the_fix(monkeypatch):
 def test_a_robot_other_than_a_bittle_is_refused(monkeypatch):
     """The slot ranges are the Bittle's: a Nybble's differ (src/OpenCat.h), so its '?' ends the handshake."""
     monkeypatch.setattr(opencat_emulator, "MODEL", "Nybble")
-    nybble = EmulatedRobot()
-    try:
-        with OpenCatLink.open(nybble.path, JOINTS) as link, pytest.raises(LinkError, match="Bittle only"):
-            link.handshake(timeout=5.0)
-    finally:
-        nybble.close()
+    assert "Bittle only" in handshake_refusal(EmulatedRobot())
 
 
 def test_a_nan_reading_is_an_imu_fault(robot):
