@@ -221,12 +221,12 @@ def _wide() -> Randomisation:
 
 
 @cache
-def _longest_tick(task: str, jitter: float) -> tuple[int, int, float]:
+def _longest_tick(task: str, jitter: float) -> tuple[int, int, float, float]:
     """Physics steps of a nominal tick and of the longest tick ``jitter`` allows (the robot's own rounding),
-    and the physics step (s)."""
+    the physics step (s) and the gait clock (Hz): read once from the robot, not per lifetime."""
     robot = sim.make(task, randomise=Randomisation(tick_jitter=jitter)).unwrapped
     timestep = float(robot.model.opt.timestep)
-    return robot.frame_skip, robot.frame_skip + round(jitter / timestep), timestep
+    return robot.frame_skip, robot.frame_skip + round(jitter / timestep), timestep, robot.clock_hz
 
 
 def edge_randomisation(edge: Edge) -> Randomisation:
@@ -246,8 +246,7 @@ def edge_env(task: str, edge: Edge) -> gymnasium.Env:
     gait clock still advances by one nominal tick's phase, as the deployed loop counts its ticks."""
     kwargs: dict[str, Any] = {}
     if edge.longest_tick:
-        nominal, longest, _ = _longest_tick(task, _wide().tick_jitter)
-        clock_hz = sim.make(task).unwrapped.clock_hz
+        nominal, longest, _, clock_hz = _longest_tick(task, _wide().tick_jitter)
         kwargs = {"frame_skip": longest, "clock_hz": clock_hz * nominal / longest}
     return sim.make(task, randomise=edge_randomisation(edge), **kwargs)
 
@@ -255,7 +254,7 @@ def edge_env(task: str, edge: Edge) -> gymnasium.Env:
 def edge_label(task: str, edge: Edge) -> tuple[str, str]:
     """The edge's name and its value in the robot's units."""
     if edge.longest_tick:
-        nominal, longest, timestep = _longest_tick(task, _wide().tick_jitter)
+        nominal, longest, timestep, _ = _longest_tick(task, _wide().tick_jitter)
         ms = timestep * 1e3
         return "control period, longest", f"{longest * ms:g} ms every tick (nominal {nominal * ms:g})"
     if edge.key is None:
