@@ -104,8 +104,9 @@ def _condition(source: str, index: int, entry: Any) -> Condition:
     return Condition(name, tuple(damage), split)
 
 
-def load_suite(name: str | Path) -> Suite:
-    """Read and validate a suite; :class:`SuiteError` names the file, the condition and the fix."""
+def load_suite(name: str | Path, via: tuple[Path, ...] = ()) -> Suite:
+    """Read and validate a suite; :class:`SuiteError` names the file, the condition and the fix. ``via``:
+    the suite files that take their conditions from this one, so a loop of them is refused."""
     path = suite_path(name)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SUITES.glob("*.yaml"))) or "none found"
@@ -141,10 +142,14 @@ def load_suite(name: str | Path) -> Suite:
             raise SuiteError(f"suite {path}: randomisation file {randomise} not found")
     entries = values.get("conditions")
     if isinstance(entries, str):
-        other = (path.parent / entries).resolve()
-        if other == path.resolve() or not other.is_file():
-            raise SuiteError(f"suite {path}: 'conditions' names {other}, which is not another suite file")
-        return Suite(path.stem, path, task, steps, randomise, float(forward), load_suite(other).conditions)
+        other, chain = (path.parent / entries).resolve(), (*via, path.resolve())
+        if other in chain or not other.is_file():
+            raise SuiteError(
+                f"suite {path}: 'conditions' names {other}, which is not another suite file (or is one of "
+                "those that take their conditions from it); name a suite with its own list"
+            )
+        conditions = load_suite(other, chain).conditions
+        return Suite(path.stem, path, task, steps, randomise, float(forward), conditions)
     if not isinstance(entries, list) or not entries:
         raise SuiteError(f"suite {path}: 'conditions' must be a non-empty list or another suite file")
     conditions = tuple(_condition(str(path), i, entry) for i, entry in enumerate(entries))

@@ -82,6 +82,10 @@ def test_a_suite_may_take_another_suites_conditions(tmp_path):
     (tmp_path / "self.yaml").write_text("task: ant\nconditions: self.yaml\n")
     with pytest.raises(SuiteError, match="not another suite file"):
         load_suite(tmp_path / "self.yaml")
+    (tmp_path / "a.yaml").write_text("task: ant\nconditions: b.yaml\n")  # a loop of two
+    (tmp_path / "b.yaml").write_text("task: ant\nconditions: a.yaml\n")
+    with pytest.raises(SuiteError, match="not another suite file"):
+        load_suite(tmp_path / "a.yaml")
 
 
 def test_an_unknown_suite_name_lists_the_shipped_ones(capsys):
