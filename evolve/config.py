@@ -92,6 +92,10 @@ class Config:
     train_suite: str | None = None
     train_damage_sample: int = 0  # morphologies drawn per mirrored pair each generation (0 = all)
     train_always_intact: bool = False  # with sampling: also evaluate the intact body every time
+    # with sampling: each train body is drawn in proportion to 1 + hard_body_weight x its deficit (1 - the
+    # mean genome's distance there / its intact distance, at the last validation; 0 = uniform), so the
+    # bodies the walker fails on get the samples, rather than the many it already walks
+    hard_body_weight: float = 0.0
     validation_damages: tuple[tuple[str, ...], ...] = ((),)
     validation_lifetimes: int = 3
     validation_ticks: int = 1000
@@ -162,6 +166,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "joint_limit_cost": _at_least(0),
     "joint_motion_reward": _at_least(0),
     "fall_cost": _at_least(0),
+    "hard_body_weight": _between(0, 1000),
     "train_damages": ((lambda v: len(v) > 0), "a non-empty list of morphologies ([] is the intact body)"),
     "validation_lifetimes": _between(1, 100),
     "validation_ticks": _between(1, 100_000),
@@ -247,6 +252,10 @@ def make_config(values: dict[str, Any]) -> Config:
     if config.overshoot_cost and not config.fitness_cap:
         raise ConfigError(
             "config key 'overshoot_cost' charges distance beyond fitness_cap; set fitness_cap > 0"
+        )
+    if config.hard_body_weight and not config.train_damage_sample:
+        raise ConfigError(
+            "config key 'hard_body_weight' weighs which train bodies are drawn; set train_damage_sample > 0"
         )
     if not 0 <= config.train_damage_sample <= len(config.train_damages):
         raise ConfigError(

@@ -161,15 +161,29 @@ def derive_seed(*words: int) -> int:
     return int(np.random.SeedSequence(list(words)).generate_state(1)[0] >> 1)
 
 
-def pair_jobs(config: Config, generation: int) -> list[Job]:
+def body_deficits(config: Config, walked: dict[tuple[str, ...], float]) -> np.ndarray:
+    """Per train body, how much of its intact distance the mean genome loses there (0-1, from a
+    validation's mean distances ``walked``): what ``hard_body_weight`` draws the bodies by."""
+    intact = walked.get((), 0.0)
+    if intact <= 0:  # nothing walks yet: no body is harder than another
+        return np.zeros(len(config.train_damages))
+    return np.array([np.clip(1 - walked[m] / intact, 0, 1) for m in config.train_damages])
+
+
+def pair_jobs(config: Config, generation: int, deficits: np.ndarray | None = None) -> list[Job]:
     """The jobs of one generation: mirrored pairs share bodies and lifetime seeds, so only the
-    perturbation's sign differs between them."""
+    perturbation's sign differs between them. With sampling, ``deficits`` (:func:`body_deficits`)
+    weigh the draw when ``hard_body_weight`` is set."""
+    p = None  # uniform, drawn as runs without the weight always were
+    if config.hard_body_weight and deficits is not None:
+        weights = 1 + config.hard_body_weight * deficits
+        p = weights / weights.sum()
     jobs = []
     for pair in range(config.population // 2):
         morphologies = config.train_damages
         if config.train_damage_sample:
             rng = np.random.default_rng(derive_seed(config.seed, generation, pair, 1))
-            picked = rng.choice(len(morphologies), config.train_damage_sample, replace=False)
+            picked = rng.choice(len(morphologies), config.train_damage_sample, replace=False, p=p)
             morphologies = tuple(morphologies[i] for i in sorted(picked))
             if config.train_always_intact and () not in morphologies:
                 morphologies = ((), *morphologies)

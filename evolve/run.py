@@ -35,6 +35,7 @@ from evolve.config import Config, ConfigError, config_to_dict, make_config, read
 from evolve.fitness import (
     Job,
     Result,
+    body_deficits,
     derive_seed,
     make_bodies,
     network_spec,
@@ -54,32 +55,41 @@ def es_params(config: Config) -> ESParams:
     return ESParams(**{f.name: getattr(config, f.name) for f in fields(ESParams) if hasattr(config, f.name)})
 
 
-def save_checkpoint(path: Path, state: ESState, best: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: ESState, best: dict[str, Any], deficits: np.ndarray) -> None:
+    """The ES state with what the run adds to it: the best validation so far and the train bodies'
+    deficits that weigh the next draws."""
     values = state.to_dict()
     arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
-    meta = {k: v for k, v in values.items() if k not in arrays} | {"best": best}
+    meta = {k: v for k, v in values.items() if k not in arrays} | {
+        "best": best,
+        "deficits": deficits.tolist(),
+    }
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     atomic_write(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, size: int) -> tuple[ESState, dict[str, Any]]:
-    """The ES state and best score a run saved, checked against its search space of ``size`` parameters;
-    a damaged checkpoint is an error that leaves the run folder as it is and says how to go on."""
+def load_checkpoint(path: Path, size: int, bodies: int) -> tuple[ESState, dict[str, Any], np.ndarray]:
+    """The ES state, best score and deficits of the ``bodies`` train bodies a run saved, checked against
+    its search space of ``size`` parameters; a damaged checkpoint is an error that leaves the run folder
+    as it is and says how to go on."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
             state = ESState.from_dict({**meta, **{k: archive[k] for k in archive.files if k != "meta"}})
         best = {"score": meta["best"]["score"], "generation": meta["best"]["generation"]}
+        deficits = np.array(meta.get("deficits", [0.0] * bodies), dtype=float)  # none saved: uniform
         if any(a.shape != (size,) for a in (state.mean, state.adam_m, state.adam_v)):
             raise ValueError(f"its arrays do not hold this run's {size} parameters")
+        if deficits.shape != (bodies,) or not np.all((deficits >= 0) & (deficits <= 1)):
+            raise ValueError(f"its deficits are not {bodies} values in [0, 1]")
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, ValueError) as exc:
         run = path.parent
         raise ConfigError(
             f"cannot resume: {path} is damaged ({exc}); to go on from the run's last genome: evolve --config "
             f"{run}/config.yaml --set init_from={run}/latest.npz --out NEW_RUN"
         ) from None
-    return state, best
+    return state, best, deficits
 
 
 def utility(config: Config, population: Population, jobs: list[Job], results: list[Result]) -> np.ndarray:
@@ -121,8 +131,11 @@ def _label(damages: tuple[str, ...]) -> str:
     return "+".join(damages) or "intact"
 
 
-def validate(backend: Backend, population: Population, config: Config) -> tuple[dict[str, Any], int]:
-    """Mean distance of the mean genome per body; the record's fields and the env steps it took."""
+def validate(
+    backend: Backend, population: Population, config: Config
+) -> tuple[dict[str, Any], np.ndarray, int]:
+    """Mean distance of the mean genome per body; the record's fields, the train bodies' deficits and
+    the env steps it took."""
     jobs = validation_jobs(config, population.generation)
     results = backend.run(population, jobs, config.validation_ticks)
     per_body: dict[tuple[str, ...], list[float]] = {}
@@ -136,7 +149,8 @@ def validate(backend: Backend, population: Population, config: Config) -> tuple[
         "train": train,
         "validation": held,
     }
-    return record, sum(r.env_steps for r in results)
+    means = {m: float(np.mean(v)) for m, v in per_body.items()}
+    return record, body_deficits(config, means), sum(r.env_steps for r in results)
 
 
 def code_commit() -> str | None:
@@ -247,7 +261,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     spec, space, period = plan(config)
     es = OpenAIES(es_params(config), config.seed)
     if resume:
-        state, best = load_checkpoint(checkpoint, space.size)
+        state, best, deficits = load_checkpoint(checkpoint, space.size, len(config.train_damages))
         _truncate_log(log_path, read_log(log_path), state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
@@ -260,6 +274,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             ) from None
         state = es.init(mean)
         best = {"score": None, "generation": None}
+        deficits = np.zeros(len(config.train_damages))  # uniform draws until the first validation
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
     provenance = {  # with the whole config, a genome file says how to make it again without its run folder
@@ -288,7 +303,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
     try:
         while state.generation < config.generations:
             t0 = time.perf_counter()
-            jobs, population = pair_jobs(config, state.generation), es.population(state)
+            jobs, population = pair_jobs(config, state.generation, deficits), es.population(state)
             results = backend.run(population, jobs)
             fitness = np.array([r.fitness for r in results])
             record = {"generation": state.generation, **population_stats(fitness, results)}
@@ -296,7 +311,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
             if state.generation % config.validate_every == 0 or state.generation == config.generations:
-                fields, validation_steps = validate(backend, es.population(state), config)
+                fields, deficits, validation_steps = validate(backend, es.population(state), config)
                 record.update(fields)
                 steps += validation_steps
                 if best["score"] is None or record["train_score"] > best["score"]:
@@ -313,7 +328,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                     save(state, name, fitness=record["mean"], fitness_kind="population mean")
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
-                save_checkpoint(checkpoint, state, best)
+                save_checkpoint(checkpoint, state, best, deficits)
             generations_done += 1
             elapsed = time.perf_counter() - started
             _progress(record, state.generation, config.generations, elapsed / generations_done)

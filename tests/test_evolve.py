@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,15 @@ from controller.genome import load_genome
 from controller.loop import Lifetime
 from evolve.cli import RESUME_KEYS, main
 from evolve.config import Config, ConfigError, config_to_dict, load_config, make_config
-from evolve.fitness import Evaluator, GaitTerms, Job, lifetime_score, make_bodies, pair_jobs
+from evolve.fitness import (
+    Evaluator,
+    GaitTerms,
+    Job,
+    body_deficits,
+    lifetime_score,
+    make_bodies,
+    pair_jobs,
+)
 from evolve.openai_es import Population
 from evolve.run import validation_jobs
 
@@ -30,7 +39,13 @@ SMOKE = str(ROOT / "launch" / "smoke" / "ant.yaml")
 # back with leg 2 cut
 ONE_JOINT_STATIC = str(ROOT / "tests" / "data" / "one_joint_static.npz")
 # Long enough per generation (~0.2 s) that a kill lands mid-run, short enough for the default test run.
-RESUMABLE = ["--set", "generations=6", "--set", "population=8", "--set", "ticks=60", "--workers", "1"]
+# A body with every hip dead walks nowhere, so the deficits that weigh which body each pair draws are
+# not zero: they must come back from the checkpoint too.
+RESUMABLE = [
+    *("--set", "generations=6", "--set", "population=8", "--set", "ticks=60", "--workers", "1"),
+    *("--set", "train_damage_sample=1", "--set", "hard_body_weight=50", "--set", "validation_ticks=60"),
+    *("--set", "train_damages=[[], [weaken:hip_1:0, weaken:hip_2:0, weaken:hip_3:0, weaken:hip_4:0]]"),
+]
 
 
 def evolve_process(*args: str) -> subprocess.Popen:
@@ -181,6 +196,11 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
             "config key 'validation_damages': unknown damage 'melt'",
         ),
         (["--set", "train_damage_sample=9"], "config key 'train_damage_sample' must be between 0 and 2"),
+        (
+            ["--set", "hard_body_weight=3"],
+            "config key 'hard_body_weight' weighs which train bodies are drawn",
+        ),
+        (["--set", "hard_body_weight=-1"], "config key 'hard_body_weight' must be between 0 and 1000"),
         (["--set", "novalue"], "must look like key=value"),
         (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),
         (["--set", "randomise={gravity: [0, 1]}"], "config key 'randomise': "),
@@ -251,6 +271,25 @@ def test_mirrored_pairs_share_bodies_and_seeds_and_sampling_is_deterministic():
     assert jobs == pair_jobs(config, generation=5)
     assert jobs != pair_jobs(config, generation=6)
     assert len({j.seeds for j in jobs}) == 4  # every pair its own lifetimes
+
+
+def test_hard_body_weight_draws_the_bodies_the_walker_fails_on_more_often():
+    bodies = [[], ["cut-leg:2"], ["cut-leg:3"], ["lock:hip_1"]]
+    config = make_config(
+        {"population": 400, "train_damages": bodies, "train_damage_sample": 1, "hard_body_weight": 9}
+    )
+    deficits = body_deficits(
+        config, {(): 40.0, ("cut-leg:2",): 40.0, ("cut-leg:3",): 0.0, ("lock:hip_1",): 50}
+    )
+    np.testing.assert_array_equal(deficits, [0, 0, 1, 0])  # walking further than intact is no deficit
+    drawn = [j.morphologies[0] for j in pair_jobs(config, 3, deficits)[::2]]
+    assert 0.7 < drawn.count(("cut-leg:3",)) / len(drawn) < 0.9  # weight 10 of 13
+    uniform = [j.morphologies[0] for j in pair_jobs(config, 3)[::2]]
+    assert 0.15 < uniform.count(("cut-leg:3",)) / len(uniform) < 0.35
+    # without the weight the draws are those of every run before it, deficits or not
+    plain = replace(config, hard_body_weight=0.0)
+    assert pair_jobs(plain, 3, deficits) == pair_jobs(plain, 3) == pair_jobs(config, 3)
+    assert not body_deficits(config, {(): -1.0}).any()  # nothing walks: no body is harder
 
 
 def test_randomised_training_draws_a_robot_per_lifetime_seed_and_validation_draws_others():
