@@ -15,22 +15,34 @@ uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from evolve.settings import FRACTION, POSITIVE, Valid, at_least, check, one_of, setting
+
+# Upper bounds sit far above any run here (population 200) and below what would exhaust memory.
+MAX_POPULATION = 10_000
+
 
 @dataclass(frozen=True)
 class ESParams:
-    population: int = 64
-    sigma: float = 0.1
-    sigma_decay: float = 1.0
-    sigma_min: float = 0.01
-    lr: float = 0.05
-    lr_decay: float = 0.999
-    optimizer: str = "sgd"  # "sgd" (the paper) or "adam"
+    """The search's settings, each with its valid values (the run config's ES keys take both from here)."""
+
+    population: int = setting(
+        64,
+        Valid(
+            lambda v: 2 <= v <= MAX_POPULATION and v % 2 == 0,
+            f"an even number 2-{MAX_POPULATION} (mirrored pairs)",
+        ),
+    )
+    sigma: float = setting(0.1, POSITIVE)
+    sigma_decay: float = setting(1.0, FRACTION)
+    sigma_min: float = setting(0.01, at_least(0))
+    lr: float = setting(0.05, POSITIVE)
+    lr_decay: float = setting(0.999, FRACTION)
+    optimizer: str = setting("sgd", one_of(("sgd", "adam")))  # sgd: the paper's
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -93,14 +105,7 @@ class OpenAIES:
     """ask/tell over an explicit :class:`ESState`; the object itself holds only constants."""
 
     def __init__(self, params: ESParams, seed: int) -> None:
-        if params.population < 2 or params.population % 2:
-            raise ValueError(
-                f"population must be an even number >= 2 (mirrored pairs), got {params.population}"
-            )
-        if params.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be sgd or adam, got {params.optimizer!r}")
-        if not all(math.isfinite(v) and v > 0 for v in (params.sigma, params.lr)):  # inf: a NaN mean
-            raise ValueError(f"sigma and lr must be finite and > 0, got {params.sigma} and {params.lr}")
+        check(params)  # an Invalid (a ValueError) naming the field
         if seed < 0:  # the noise generator's seed words are unsigned
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.params = params
