@@ -81,7 +81,7 @@ def measure(
 ) -> tuple[list[Timing], list[Timing]]:
     """``repeats`` generations and their zero-action replays, interleaved (so slow drifts in the
     machine's load hit both alike)."""
-    config = replace(config, workers=workers)
+    config = replace(config, execution=replace(config.execution, workers=workers))
     backend = LocalBackend(config)
     zero_pool = mp.get_context("spawn").Pool(workers, initializer=_init_zero_worker, initargs=(config,))
     generations, replays = [], []
@@ -124,23 +124,23 @@ def attribution(config: Config, population: Population, lifetimes: int = 6) -> d
     env = make_bodies(config)[()]
     spec = network_spec(config, *task_sizes({(): env}))
     totals = dict.fromkeys(("evaluation", "same actions", "zero actions", "network tick"), 0.0)
-    steps = 0
+    steps, settle, kind = 0, config.fitness.settle_ticks, config.network.genome_kind
     actions: list[np.ndarray] = []
     for k in range(lifetimes + 1):  # the first one warms up
-        network = Genome.from_vector(config.genome_kind, spec, config.task, population.member(k)).build()
+        network = Genome.from_vector(kind, spec, config.task, population.member(k)).build()
         actions.clear()
         t0 = time.process_time()
         life = run_lifetime(
-            network, env, config.ticks, seed=k, settle_ticks=config.settle_ticks,
+            network, env, config.fitness.ticks, seed=k, settle_ticks=settle,
             on_tick=lambda tick, obs, action, info: actions.append(action),
         )  # fmt: skip
         evaluation = time.process_time() - t0
-        same = replay(env, k, config.settle_ticks, list(actions))
-        zero = replay(env, k, config.settle_ticks, [np.zeros_like(actions[0])] * len(actions))
+        same = replay(env, k, settle, list(actions))
+        zero = replay(env, k, settle, [np.zeros_like(actions[0])] * len(actions))
         if k:
             for key, value in zip(totals, (evaluation, same, zero, sum(life.compute_s)), strict=True):
                 totals[key] += value
-            steps += life.ticks + config.settle_ticks
+            steps += life.ticks + settle
     return {key: 1e6 * value / steps for key, value in totals.items()} | {"steps": steps}
 
 
@@ -168,23 +168,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     # One body per job and no sampling, so every replayed lifetime has its exact step count.
+    loaded = load_config(args.config, [f"population={args.population}"])
     config = replace(
-        load_config(args.config, [f"population={args.population}"]),
-        train_damages=((),),
-        train_damage_sample=0,
-        lifetimes=1,
+        loaded,
+        training=replace(loaded.training, train_damages=((),), train_damage_sample=0),
+        fitness=replace(loaded.fitness, lifetimes=1),
     )
+    network, fitness = config.network, config.fitness
     bodies = make_bodies(config)
     spec = network_spec(config, *task_sizes(bodies))
-    size = Genome.parameter_count(config.genome_kind, spec)
+    size = Genome.parameter_count(network.genome_kind, spec)
     es = OpenAIES(es_params(config), config.seed)
-    population = es.population(es.init(np.random.default_rng(0).normal(0.0, config.parameter_init_std, size)))
+    start = np.random.default_rng(0).normal(0.0, config.search.parameter_init_std, size)
+    population = es.population(es.init(start))
     load = os.getloadavg()[0]
     layers = "-".join(map(str, spec.layer_sizes))
     print(
-        f"evolve throughput: {config.task}, {config.genome_kind} {config.rule} {layers}"
-        f"{' normalised' if config.normalise else ''}, population {config.population}, {config.ticks} ticks"
-        f" + {config.settle_ticks} settle, {os.cpu_count()} CPUs, load average {load:.2f} before start;"
+        f"evolve throughput: {config.task}, {network.genome_kind} {network.rule} {layers}"
+        f"{' normalised' if network.normalise else ''}, population {config.search.population}, "
+        f"{fitness.ticks} ticks + {fitness.settle_ticks} settle, {os.cpu_count()} CPUs, load average "
+        f"{load:.2f} before start;"
         f" medians of {args.repeats}"
     )
     print(

@@ -140,7 +140,8 @@ def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
 
 def _training_damages(configs: tuple[str, ...]) -> set[str]:
     """Damage specs the genome was evolved on in any of its stages (from their launch configs)."""
-    return {spec for c in configs for body in load_config(DOCS.parent / c).train_damages for spec in body}
+    bodies = (body for c in configs for body in load_config(DOCS.parent / c).training.train_damages)
+    return {spec for body in bodies for spec in body}
 
 
 def _recovery(ticks: list[int | None]) -> str:

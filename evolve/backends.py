@@ -54,7 +54,7 @@ def _chunks(jobs: Sequence[Job], workers: int) -> list[list[Job]]:
 
 
 def worker_count(config: Config) -> int:
-    return config.workers or os.cpu_count() or 1
+    return config.execution.workers or os.cpu_count() or 1
 
 
 class LocalBackend:
@@ -90,7 +90,7 @@ class RayBackend:
             raise ConfigError("backend 'ray' needs ray: pip install 'hebbian-quadruped[ray]'") from None
         self._ray = ray
         self._started = not ray.is_initialized()
-        address = address or config.ray_address
+        address = address or config.execution.ray_address
         if self._started:
             path = os.pathsep.join(p for p in sys.path if p)
             runtime_env = {"env_vars": {"PYTHONPATH": path}}
@@ -109,7 +109,7 @@ class RayBackend:
                     log_to_driver=False,
                     runtime_env=runtime_env,
                 )
-        self.workers = config.workers or int(ray.cluster_resources().get("CPU", 1))
+        self.workers = config.execution.workers or int(ray.cluster_resources().get("CPU", 1))
         actor = ray.remote(num_cpus=1)(Evaluator)
         self._actors = [actor.remote(config) for _ in range(self.workers)]
 
@@ -130,6 +130,6 @@ class RayBackend:
 
 
 def make_backend(config: Config, address: str | None = None) -> Backend:
-    if config.backend == "ray" or address:
+    if config.execution.backend == "ray" or address:
         return RayBackend(config, address)
     return LocalBackend(config)

@@ -19,10 +19,11 @@ from types import FrameType
 from controller.app import run_command
 from controller.errors import UserError
 from controller.plotting import pyplot
-from evolve.config import ConfigError, load_config, parse_override, read_mapping
+from evolve.config import ConfigError, flat_values, load_config, parse_overrides, read_mapping
 from sim.damage import SpecError
 
-# What --resume may change: where it runs, and how long (the trajectory does not depend on either).
+# What --resume may change (by flat key name): where it runs, and how long (the trajectory does not depend
+# on either).
 RESUME_KEYS = ("backend", "workers", "ray_address", "generations")
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--resume RUN continues that run with its own config; drop --config and --out")
     if args.resume:
         out = Path(args.resume)
-        overrides = dict(parse_override(o) for o in _overrides(args))
+        overrides = parse_overrides(_overrides(args))
         bad = sorted(set(overrides) - set(RESUME_KEYS))
         if bad:
             raise ConfigError(
@@ -76,7 +77,7 @@ def plot(args: argparse.Namespace) -> int:
         raise UserError(f"{log} holds no finished generation yet")
     gens = [r["generation"] + 1 for r in records]
     config = Path(args.config) if args.config else log.parent / "config.yaml"
-    randomised = config.is_file() and read_mapping(config).get("randomise")
+    randomised = config.is_file() and flat_values(read_mapping(config)).get("randomise")
     drawn = ", held-out randomisations" if randomised else ""  # validation seeds never train
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(gens, [r["mean"] for r in records], color="0.7", label="population mean")

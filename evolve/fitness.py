@@ -17,7 +17,7 @@ import sim
 from controller.genome import Genome
 from controller.loop import EarlyStop, Lifetime, run_lifetime
 from controller.network import NetworkSpec, task_spec
-from evolve.config import DAMAGE_KEYS, Config, ConfigError
+from evolve.config import Config, ConfigError
 from evolve.openai_es import Population
 from evolve.symmetry import search_space
 from sim.damage import SpecError
@@ -56,7 +56,7 @@ class GaitTerms:
 
     def __init__(self, robot: gymnasium.Env, config: Config) -> None:
         self.robot = robot.unwrapped
-        self.config = config
+        self.fitness = config.fitness
         self.ticks = 0
         self.limit_seconds = 0.0
         self.angles: np.ndarray | None = None  # read after the lifetime's reset, at its first tick
@@ -69,7 +69,7 @@ class GaitTerms:
             self.angles = angles.copy()
         self.travel = self.travel + np.abs(angles - self.angles)
         self.angles[:] = angles
-        if self.config.joint_limit_cost:
+        if self.fitness.joint_limit_cost:
             self.limit_seconds += np.count_nonzero(self.robot.at_limit()) * self.robot.dt
 
     @property
@@ -91,15 +91,15 @@ def lifetime_score(life: Lifetime, ticks: int, config: Config, gait: GaitTerms |
     less ``fall_cost`` per second a fall cut short, plus the gait terms ``gait`` measured (joint motion
     earned, joint-seconds at a stop charged). Validation and the ``controller`` command report
     ``life.fitness`` alone."""
-    score = life.fitness
-    if config.fitness_cap:
-        score = min(score, config.fitness_cap) - config.overshoot_cost * max(score - config.fitness_cap, 0)
+    score, terms = life.fitness, config.fitness
+    if terms.fitness_cap:
+        score = min(score, terms.fitness_cap) - terms.overshoot_cost * max(score - terms.fitness_cap, 0)
     if life.terminated:
-        score -= config.fall_cost * (ticks - life.ticks) * life.dt
+        score -= terms.fall_cost * (ticks - life.ticks) * life.dt
     if gait is not None:
         score += (
-            config.joint_motion_reward * gait.seconds * gait.moving_joints()
-            - config.joint_limit_cost * gait.limit_seconds
+            terms.joint_motion_reward * gait.seconds * gait.moving_joints()
+            - terms.joint_limit_cost * gait.limit_seconds
         )
     return score
 
@@ -108,14 +108,15 @@ def network_spec(
     config: Config, observation_space: gymnasium.spaces.Box, action_space: gymnasium.spaces.Box
 ) -> NetworkSpec:
     """The configured network for the task's spaces (with CarRacing's CNN front end for pixels)."""
+    network = config.network
     return task_spec(
         observation_space,
         action_space,
-        config.hidden,
-        activation=config.activation,
-        rule=config.rule,
-        init=config.init,
-        normalise=config.normalise,
+        network.hidden,
+        activation=network.activation,
+        rule=network.rule,
+        init=network.init,
+        normalise=network.normalise,
     )
 
 
@@ -126,11 +127,13 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
     Called first in the main process, so a damage that does not fit the robot (leg 5, an unknown
     joint) or a randomisation it cannot take is a one-line error naming its config key rather than a
     worker's traceback."""
-    randomise = None if config.randomise is None else load_randomisation(config.randomise)  # read once
+    randomised = config.training.randomise
+    randomise = None if randomised is None else load_randomisation(randomised)  # read once
     # the intact body first: a failure there can only be the randomisation's
     targets = [
         ("randomise", ()),
-        *[(key, damages) for key in DAMAGE_KEYS for damages in getattr(config, key)],
+        *[("train_damages", damages) for damages in config.training.train_damages],
+        *[("validation_damages", damages) for damages in config.validation.validation_damages],
     ]
     bodies: dict[tuple[str, ...], gymnasium.Env] = {}
     for key, damages in targets:
@@ -140,8 +143,12 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
             bodies[damages] = sim.make(config.task, damages, randomise=randomise)
         except SpecError as exc:
             raise ConfigError(f"config key {key!r}: {exc}") from None
-    for key in ("joint_limit_cost", "joint_motion_reward"):
-        if getattr(config, key) and not hasattr(bodies[()].unwrapped, "joint_angles"):
+    gait_terms = {
+        "joint_limit_cost": config.fitness.joint_limit_cost,
+        "joint_motion_reward": config.fitness.joint_motion_reward,
+    }
+    for key, value in gait_terms.items():
+        if value and not hasattr(bodies[()].unwrapped, "joint_angles"):
             raise ConfigError(
                 f"config key {key!r}: task {config.task!r} has no joint ranges to score; set it to 0"
             )
@@ -165,29 +172,32 @@ def body_deficits(config: Config, walked: dict[tuple[str, ...], float]) -> np.nd
     """Per train body, how much of its intact distance the mean genome loses there (0-1, from a
     validation's mean distances ``walked``): what ``hard_body_weight`` draws the bodies by."""
     intact = walked.get((), 0.0)
+    bodies = config.training.train_damages
     if intact <= 0:  # nothing walks yet: no body is harder than another
-        return np.zeros(len(config.train_damages))
-    return np.array([np.clip(1 - walked[m] / intact, 0, 1) for m in config.train_damages])
+        return np.zeros(len(bodies))
+    return np.array([np.clip(1 - walked[m] / intact, 0, 1) for m in bodies])
 
 
 def pair_jobs(config: Config, generation: int, deficits: np.ndarray | None = None) -> list[Job]:
     """The jobs of one generation: mirrored pairs share bodies and lifetime seeds, so only the
     perturbation's sign differs between them. With sampling, ``deficits`` (:func:`body_deficits`)
     weigh the draw when ``hard_body_weight`` is set."""
+    training = config.training
     p = None  # uniform, drawn as runs without the weight always were
-    if config.hard_body_weight and deficits is not None:
-        weights = 1 + config.hard_body_weight * deficits
+    if training.hard_body_weight and deficits is not None:
+        weights = 1 + training.hard_body_weight * deficits
         p = weights / weights.sum()
     jobs = []
-    for pair in range(config.population // 2):
-        morphologies = config.train_damages
-        if config.train_damage_sample:
+    for pair in range(config.search.population // 2):
+        morphologies = training.train_damages
+        if training.train_damage_sample:
             rng = np.random.default_rng(derive_seed(config.seed, generation, pair, 1))
-            picked = rng.choice(len(morphologies), config.train_damage_sample, replace=False, p=p)
+            picked = rng.choice(len(morphologies), training.train_damage_sample, replace=False, p=p)
             morphologies = tuple(morphologies[i] for i in sorted(picked))
-            if config.train_always_intact and () not in morphologies:
+            if training.train_always_intact and () not in morphologies:
                 morphologies = ((), *morphologies)
-        seeds = tuple(derive_seed(config.seed, generation, pair, 2, life) for life in range(config.lifetimes))
+        lifetimes = range(config.fitness.lifetimes)
+        seeds = tuple(derive_seed(config.seed, generation, pair, 2, life) for life in lifetimes)
         jobs += [Job(2 * pair, morphologies, seeds), Job(2 * pair + 1, morphologies, seeds)]
     return jobs
 
@@ -200,35 +210,36 @@ class Evaluator:
         self._envs = make_bodies(config)
         self.spec = network_spec(config, *task_sizes(self._envs))
         self.space = search_space(config, self.spec, self._envs[()].unwrapped)
-        self._early_stop = EarlyStop.of(self._envs[()]) if config.early_stop else None
+        self._early_stop = EarlyStop.of(self._envs[()]) if config.fitness.early_stop else None
 
     def run(self, population: Population, jobs: list[Job], ticks: int | None = None) -> list[Result]:
-        return [self.run_job(population, job, ticks or self.config.ticks) for job in jobs]
+        return [self.run_job(population, job, ticks or self.config.fitness.ticks) for job in jobs]
 
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:
-        c = self.config
+        c, terms = self.config, self.config.fitness
         cpu_start = time.process_time()
         vector = self.space.expand(population.mean if job.member is None else population.member(job.member))
-        network = Genome.from_vector(c.genome_kind, self.spec, c.task, vector).build(c.network_backend)
+        genome = Genome.from_vector(c.network.genome_kind, self.spec, c.task, vector)
+        network = genome.build(c.network.network_backend)
         scores = np.empty((len(job.morphologies), len(job.seeds)))
         walked = np.empty_like(scores)
         steps, fell = 0, 0
         for b, damages in enumerate(job.morphologies):
             env = self._envs[damages]
             for s, seed in enumerate(job.seeds):
-                gait = GaitTerms(env, c) if c.joint_limit_cost or c.joint_motion_reward else None
+                gait = GaitTerms(env, c) if terms.joint_limit_cost or terms.joint_motion_reward else None
                 life = run_lifetime(
                     network,
                     env,
                     ticks,
                     seed,
-                    settle_ticks=c.settle_ticks,
+                    settle_ticks=terms.settle_ticks,
                     early_stop=self._early_stop,
                     on_tick=gait,
                 )
                 walked[b, s] = life.fitness
                 scores[b, s] = lifetime_score(life, ticks, c, gait)
-                steps += life.ticks + c.settle_ticks
+                steps += life.ticks + terms.settle_ticks
                 fell += life.terminated
         per_body = tuple(float(d) for d in scores.mean(axis=1))
         return Result(per_body, float(walked.mean()), steps, fell, time.process_time() - cpu_start)

@@ -31,7 +31,7 @@ from controller.files import atomic_write
 from controller.genome import Genome, load_genome, save_genome
 from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
-from evolve.config import Config, ConfigError, config_to_dict, make_config, read_mapping
+from evolve.config import Config, ConfigError, config_to_dict, flat_values, make_config, read_mapping
 from evolve.fitness import (
     Job,
     Result,
@@ -52,7 +52,8 @@ MAX_UPDATE_BYTES = 8 << 30  # an ES update holds population/2 float32 noise vect
 
 def es_params(config: Config) -> ESParams:
     """The ES settings of a run config (the keys both share, by name)."""
-    return ESParams(**{f.name: getattr(config, f.name) for f in fields(ESParams) if hasattr(config, f.name)})
+    search = config.search
+    return ESParams(**{f.name: getattr(search, f.name) for f in fields(ESParams) if hasattr(search, f.name)})
 
 
 def save_checkpoint(path: Path, state: ESState, best: dict[str, Any], deficits: np.ndarray) -> None:
@@ -102,8 +103,8 @@ def utility(config: Config, population: Population, jobs: list[Job], results: li
     (Subtracted from per-body ranks, it would weigh in rank units, whose size depends on the population
     and the bodies.) The same penalty on each body lowers a member's mean over them by exactly it, so
     pooled mode ranks the same numbers as when the ES subtracted it itself."""
-    penalty = l2_penalty(population, len(jobs), config.l2)
-    if config.fitness_shaping == "per_body":
+    penalty = l2_penalty(population, len(jobs), config.search.l2)
+    if config.fitness.fitness_shaping == "per_body":
         fitness = [np.subtract(r.per_body, cost) for r, cost in zip(results, penalty, strict=True)]
         return per_body_ranks([job.morphologies for job in jobs], fitness)
     return centred_ranks(np.array([r.fitness for r in results]) - penalty)
@@ -123,8 +124,10 @@ def population_stats(fitness: np.ndarray, results: list[Result]) -> dict[str, An
 def validation_jobs(config: Config, generation: int) -> list[Job]:
     """The mean genome on every training body and every held-out damage, one job per lifetime, on
     seeds drawn fresh for this generation (a fixed set would be selected for by ``best.npz``)."""
-    seeds = [derive_seed(VALIDATION, config.seed, generation, i) for i in range(config.validation_lifetimes)]
-    return [Job(None, (m,), (s,)) for m in (*config.train_damages, *config.validation_damages) for s in seeds]
+    lifetimes = range(config.validation.validation_lifetimes)
+    seeds = [derive_seed(VALIDATION, config.seed, generation, i) for i in lifetimes]
+    bodies = (*config.training.train_damages, *config.validation.validation_damages)
+    return [Job(None, (m,), (s,)) for m in bodies for s in seeds]
 
 
 def _label(damages: tuple[str, ...]) -> str:
@@ -137,12 +140,12 @@ def validate(
     """Mean distance of the mean genome per body; the record's fields, the train bodies' deficits and
     the env steps it took."""
     jobs = validation_jobs(config, population.generation)
-    results = backend.run(population, jobs, config.validation_ticks)
+    results = backend.run(population, jobs, config.validation.validation_ticks)
     per_body: dict[tuple[str, ...], list[float]] = {}
     for job, result in zip(jobs, results, strict=True):
         per_body.setdefault(job.morphologies[0], []).append(result.walked)
-    train = {_label(m): float(np.mean(per_body[m])) for m in config.train_damages}
-    held = {_label(m): float(np.mean(per_body[m])) for m in config.validation_damages}
+    train = {_label(m): float(np.mean(per_body[m])) for m in config.training.train_damages}
+    held = {_label(m): float(np.mean(per_body[m])) for m in config.validation.validation_damages}
     record = {
         "train_score": float(np.mean(list(train.values()))),
         "validation_score": float(np.mean(list(held.values()))) if held else None,
@@ -217,15 +220,16 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
     """Where the search starts: random N(0, std^2) parameters, or a genome's (``init_from``, tied by
     ``space`` where the run ties its parameters). The genome may come from another task with the same
     network (the servo-quad's genome starts the stock-firmware servo-quad's run)."""
-    if config.init_from is None:
+    search, kind = config.search, config.network.genome_kind
+    if search.init_from is None:
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
-        return rng.normal(0.0, config.parameter_init_std, space.size)
-    genome = load_genome(config.init_from)
-    if genome.kind != config.genome_kind or genome.spec != spec:
+        return rng.normal(0.0, search.parameter_init_std, space.size)
+    genome = load_genome(search.init_from)
+    if genome.kind != kind or genome.spec != spec:
         raise ConfigError(
-            f"config key 'init_from': {config.init_from} is a {genome.kind} genome with layers "
+            f"config key 'init_from': {search.init_from} is a {genome.kind} genome with layers "
             f"{list(genome.spec.layer_sizes)} and rule {genome.spec.rule}; this run needs a "
-            f"{config.genome_kind} genome with layers {list(spec.layer_sizes)} and rule {spec.rule}"
+            f"{kind} genome with layers {list(spec.layer_sizes)} and rule {spec.rule}"
         )
     return space.reduce(genome.to_vector())
 
@@ -240,10 +244,11 @@ def plan(config: Config) -> tuple[NetworkSpec, SearchSpace, float]:
     period = float(bodies[()].unwrapped.dt)
     for env in bodies.values():
         env.close()
-    need = config.population // 2 * space.size * 4
+    population = config.search.population
+    need = population // 2 * space.size * 4
     if need > MAX_UPDATE_BYTES:
         raise ConfigError(
-            f"population {config.population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
+            f"population {population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
             f"for each update (at most {MAX_UPDATE_BYTES >> 30}); lower population or hidden"
         )
     return spec, space, period
@@ -260,8 +265,9 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         )
     spec, space, period = plan(config)
     es = OpenAIES(es_params(config), config.seed)
+    bodies = len(config.training.train_damages)
     if resume:
-        state, best, deficits = load_checkpoint(checkpoint, space.size, len(config.train_damages))
+        state, best, deficits = load_checkpoint(checkpoint, space.size, bodies)
         _truncate_log(log_path, read_log(log_path), state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
@@ -274,21 +280,21 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             ) from None
         state = es.init(mean)
         best = {"score": None, "generation": None}
-        deficits = np.zeros(len(config.train_damages))  # uniform draws until the first validation
+        deficits = np.zeros(bodies)  # uniform draws until the first validation
         log_path.unlink(missing_ok=True)
     atomic_write(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
     provenance = {  # with the whole config, a genome file says how to make it again without its run folder
         "seed": config.seed,
         "run": str(out),
         "commit": code_commit(),
-        "settle_ticks": config.settle_ticks,
+        "settle_ticks": config.fitness.settle_ticks,
         "control_period": period,
         "config": config_to_dict(config),
     }
 
     def save(s: ESState, name: str, **extra: Any) -> Path:
         genome = Genome.from_vector(
-            config.genome_kind,
+            config.network.genome_kind,
             spec,
             config.task,
             space.expand(s.mean),
@@ -300,8 +306,10 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
 
     backend = make_backend(config, ray_address)
     started, generations_done = time.perf_counter(), 0
+    generations, validate_every = config.search.generations, config.validation.validate_every
+    snapshot_every = config.validation.snapshot_every
     try:
-        while state.generation < config.generations:
+        while state.generation < generations:
             t0 = time.perf_counter()
             jobs, population = pair_jobs(config, state.generation, deficits), es.population(state)
             results = backend.run(population, jobs)
@@ -310,7 +318,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             state = es.tell(state, utility(config, population, jobs, results))
             record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
-            if state.generation % config.validate_every == 0 or state.generation == config.generations:
+            if state.generation % validate_every == 0 or state.generation == generations:
                 fields, deficits, validation_steps = validate(backend, es.population(state), config)
                 record.update(fields)
                 steps += validation_steps
@@ -322,7 +330,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                 if best["generation"] == state.generation:
                     save(state, "best.npz", fitness=best["score"], fitness_kind="mean genome, train bodies")
                 names = ["latest.npz"]
-                if config.snapshot_every and state.generation % config.snapshot_every == 0:
+                if snapshot_every and state.generation % snapshot_every == 0:
                     names.append(f"generation{state.generation}.npz")
                 for name in names:
                     save(state, name, fitness=record["mean"], fitness_kind="population mean")
@@ -331,7 +339,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                 save_checkpoint(checkpoint, state, best, deficits)
             generations_done += 1
             elapsed = time.perf_counter() - started
-            _progress(record, state.generation, config.generations, elapsed / generations_done)
+            _progress(record, state.generation, generations, elapsed / generations_done)
     finally:
         backend.close()
     final = save(state, "final.npz", fitness=best["score"], best_generation=best["generation"])
@@ -353,8 +361,9 @@ def _progress(record: dict[str, Any], generation: int, total: int, seconds_per_g
 
 
 def load_run_config(out: Path, overrides: dict[str, Any]) -> Config:
-    """The config a run was started with (for --resume), with execution-only overrides applied."""
+    """The config a run was started with (for --resume; its config.yaml flat or nested), with the
+    execution-only ``overrides`` (by flat key name) applied."""
     path = out / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"cannot resume: {path} not found; is {out} a run directory?")
-    return make_config({**read_mapping(path), **overrides})
+    return make_config({**flat_values(read_mapping(path)), **overrides})

@@ -85,15 +85,16 @@ class SearchSpace:
 
 def search_space(config: Config, spec: NetworkSpec, robot: object) -> SearchSpace:
     """The configured search space for this robot (``symmetry``), or a one-line error naming the key."""
-    if config.symmetry == "none":
-        return SearchSpace.full(config.genome_kind, spec)
+    kind = config.network.genome_kind
+    if config.search.symmetry == "none":
+        return SearchSpace.full(kind, spec)
     mirror = getattr(robot, "mirror", None)
     if mirror is None:
         raise ConfigError(
             f"config key 'symmetry': task {config.task!r} has no mirror map; set symmetry: none"
         )
     try:
-        return SearchSpace.mirrored(config.genome_kind, spec, mirror)
+        return SearchSpace.mirrored(kind, spec, mirror)
     except ValueError as exc:
         raise ConfigError(f"config key 'symmetry': {exc}") from None
 

@@ -10,7 +10,6 @@ import string
 import tempfile
 import tracemalloc
 import zipfile
-from dataclasses import fields
 from pathlib import Path
 from unittest import mock
 
@@ -27,7 +26,7 @@ from controller.errors import UserError
 from controller.genome import Genome, load_genome, save_genome
 from controller.network import NetworkSpec, resolve_backend
 from evolve.cli import main
-from evolve.config import Config, ConfigError, make_config
+from evolve.config import KEYS, SECTIONS, ConfigError, make_config
 from evolve.openai_es import ESParams, OpenAIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +173,7 @@ def test_a_key_twice_in_a_set_override_is_named(tmp_path, capsys, stopped_before
     one_line_error(code, capsys.readouterr().err, "key 'a' appears twice")
 
 
-FLOAT_KEYS = [f.name for f in fields(Config) if isinstance(f.default, float)]
+FLOAT_KEYS = [name for name, key in KEYS.items() if key.kind is float]
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1.0e+400", "1" + "0" * 400])
@@ -302,9 +301,12 @@ def test_numba_is_a_core_dependency_so_the_default_backend_is_the_same_on_every_
 NUMBERS = ["0", "1", "-5", "2", "8", "0.5", ".inf", "-.inf", ".nan", "1.0e+400", "10000000000"]
 OTHERS = ["null", "true", "ant", "'cut-leg:2'", "[]", "[[]]", "[[cut-leg:9]]", "[64,32]", "{}", "{a:1}", "''"]
 SCALARS = st.sampled_from(NUMBERS + OTHERS)
-KEYS = st.sampled_from([f.name for f in fields(Config)] + ["base", "populaton", "1"])
+CONFIG_KEYS = [*KEYS, *SECTIONS, *(f"{key.section}.{name}" for name, key in KEYS.items() if key.section)]
+KEYS_GIVEN = st.sampled_from([*CONFIG_KEYS, "base", "populaton", "1", "network.populaton", "nowhere.hidden"])
 YAML_CONFIGS = st.one_of(
-    st.lists(st.tuples(KEYS, SCALARS), max_size=5).map(lambda kv: "".join(f"{k}: {v}\n" for k, v in kv)),
+    st.lists(st.tuples(KEYS_GIVEN, SCALARS), max_size=5).map(
+        lambda kv: "".join(f"{k}: {v}\n" for k, v in kv)
+    ),
     st.text(string.printable, max_size=60),
     st.binary(max_size=60),
 )
@@ -326,8 +328,16 @@ def test_any_config_file_exits_0_or_2_with_one_line(capsys, stopped_before_runni
         one_line_error(code, err)
 
 
+# a section's mapping of real keys (some in the wrong section, some given flat too)
+SECTION_MAPPINGS = st.dictionaries(st.sampled_from(sorted(KEYS)), JSON, max_size=3)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(KEYS, JSON | st.integers(min_value=-(10**400), max_value=10**400), max_size=5))
+@given(
+    st.dictionaries(
+        KEYS_GIVEN, JSON | SECTION_MAPPINGS | st.integers(min_value=-(10**400), max_value=10**400), max_size=5
+    )
+)
 def test_any_config_mapping_is_a_config_or_a_one_line_error(values):
     try:
         make_config(values)

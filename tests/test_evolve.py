@@ -20,7 +20,7 @@ import sim
 from controller.genome import load_genome
 from controller.loop import Lifetime
 from evolve.cli import RESUME_KEYS, main
-from evolve.config import Config, ConfigError, config_to_dict, load_config, make_config
+from evolve.config import Config, ConfigError, config_to_dict, flat_values, load_config, make_config
 from evolve.fitness import (
     Evaluator,
     GaitTerms,
@@ -287,7 +287,7 @@ def test_hard_body_weight_draws_the_bodies_the_walker_fails_on_more_often():
     uniform = [j.morphologies[0] for j in pair_jobs(config, 3)[::2]]
     assert 0.15 < uniform.count(("cut-leg:3",)) / len(uniform) < 0.35
     # without the weight the draws are those of every run before it, deficits or not
-    plain = replace(config, hard_body_weight=0.0)
+    plain = replace(config, training=replace(config.training, hard_body_weight=0.0))
     assert pair_jobs(plain, 3, deficits) == pair_jobs(plain, 3) == pair_jobs(config, 3)
     assert not body_deficits(config, {(): -1.0}).any()  # nothing walks: no body is harder
 
@@ -444,8 +444,8 @@ RENAMED_SINCE_RUN = {"ant_stage3": {"init_from"}}
     ids=lambda p: p.name,
 )
 def test_launch_files_resolve_through_their_base_to_the_config_their_run_recorded(path):
-    launched = config_to_dict(load_config(path))
-    recorded = config_to_dict(load_config(ROOT / "runs" / path.stem / "config.yaml"))
+    launched = flat_values(config_to_dict(load_config(path)))
+    recorded = flat_values(config_to_dict(load_config(ROOT / "runs" / path.stem / "config.yaml")))
     ignored = {*RESUME_KEYS, *RENAMED_SINCE_RUN.get(path.stem, ())}
     assert {k: v for k, v in launched.items() if k not in ignored} == {
         k: v for k, v in recorded.items() if k not in ignored
@@ -460,8 +460,8 @@ def test_base_key_layers_a_stage_on_its_predecessor_relative_to_the_file(tmp_pat
     (tmp_path / "three.yaml").write_text("base: stages/two.yaml\ntrain_damages: [[], [cut-leg:3]]\n")
     monkeypatch.chdir(ROOT)  # base paths are relative to the file, not to where evolve runs
     config = load_config(tmp_path / "three.yaml", ["sigma=0.3"])
-    assert (config.seed, config.ticks, config.sigma) == (4, 200, 0.3)
-    assert config.train_damages == ((), ("cut-leg:3",))
+    assert (config.seed, config.fitness.ticks, config.search.sigma) == (4, 200, 0.3)
+    assert config.training.train_damages == ((), ("cut-leg:3",))
 
 
 def test_a_missing_or_looping_base_is_a_one_line_error(tmp_path, capsys):
@@ -478,8 +478,8 @@ def test_a_missing_or_looping_base_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_defaults_are_the_settings_that_learned_on_this_ant():
-    c = Config()
-    assert (c.population, c.lr, c.lr_decay, c.sigma, c.rule, c.normalise) == (
+    search, network = Config().search, Config().network
+    assert (search.population, search.lr, search.lr_decay, search.sigma, network.rule, network.normalise) == (
         64,
         0.05,
         0.999,
@@ -487,7 +487,8 @@ def test_defaults_are_the_settings_that_learned_on_this_ant():
         "ABCD_lr",
         True,
     )
-    assert (c.hidden, c.activation, c.init, c.settle_ticks) == ((128, 64), "tanh", "uniform", 40)
+    assert (network.hidden, network.activation, network.init) == ((128, 64), "tanh", "uniform")
+    assert Config().fitness.settle_ticks == 40
 
 
 def test_local_and_ray_backends_give_identical_fitness_arrays():

@@ -136,8 +136,8 @@ def test_suite_evaluation_reports_every_condition_the_same_for_any_number_of_wor
 def test_train_suite_trains_on_the_train_split_only():
     config = make_config({"task": "ant", "train_suite": "ant"})
     suite = load_suite("ant")
-    assert config.train_damages == suite.morphologies("train")
-    assert not set(config.train_damages) & set(suite.morphologies("held_out"))
+    assert config.training.train_damages == suite.morphologies("train")
+    assert not set(config.training.train_damages) & set(suite.morphologies("held_out"))
     with pytest.raises(ConfigError, match="is for task 'ant'"):
         make_config({"task": "servo-quad", "train_suite": "ant"})
     with pytest.raises(ConfigError, match="disagree"):
@@ -147,6 +147,6 @@ def test_train_suite_trains_on_the_train_split_only():
 def test_a_stage_naming_a_suite_drops_its_bases_bodies(tmp_path):
     (tmp_path / "base.yaml").write_text("task: ant\ntrain_damages: [[], [cut-leg:1]]\n")
     (tmp_path / "stage.yaml").write_text("base: base.yaml\ntrain_suite: ant\n")
-    assert [] not in load_config(tmp_path / "stage.yaml").train_damages[1:]
+    assert [] not in load_config(tmp_path / "stage.yaml").training.train_damages[1:]
     with pytest.raises(SuiteError):
         load_suite(tmp_path / "missing.yaml")
