@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,17 @@ import sim
 from controller.genome import load_genome
 from controller.loop import Lifetime
 from evolve.cli import RESUME_KEYS, main
-from evolve.config import Config, ConfigError, config_to_dict, flat_values, load_config, make_config
+from evolve.config import (
+    KEYS,
+    SECTIONS,
+    Config,
+    ConfigError,
+    SearchConfig,
+    config_to_dict,
+    flat_values,
+    load_config,
+    make_config,
+)
 from evolve.fitness import (
     Evaluator,
     GaitTerms,
@@ -30,11 +40,13 @@ from evolve.fitness import (
     make_bodies,
     pair_jobs,
 )
-from evolve.openai_es import Population
+from evolve.openai_es import ESParams, Population
 from evolve.run import validation_jobs
+from evolve.settings import types
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "launch" / "smoke" / "ant.yaml")
+GENOMES = ROOT / "controller" / "genomes"
 # the first static walker (launch/ant_static.yaml at commit f749a5f): seven joints pinned at a stop, on its
 # back with leg 2 cut
 ONE_JOINT_STATIC = str(ROOT / "tests" / "data" / "one_joint_static.npz")
@@ -248,7 +260,12 @@ def test_resume_may_change_where_and_how_long_but_not_what(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main(["--resume", str(run), "--set", "sigma=0.5"]) == 2
     assert "only backend, workers, ray_address, generations may change" in capsys.readouterr().err
-    assert main(["--resume", str(run), "--set", "generations=2", "--workers", "1"]) == 0
+    assert main(["--resume", str(run), "--set", "search.sigma=0.5"]) == 2
+    assert "may change, not ['sigma']" in capsys.readouterr().err
+    # a run saved before the sections has a flat config.yaml: it resumes just the same
+    saved = run / "config.yaml"
+    saved.write_text(yaml.safe_dump(flat_values(yaml.safe_load(saved.read_text())), sort_keys=False))
+    assert main(["--resume", str(run), "--set", "generations=2", "--set", "execution.workers=1"]) == 0
     assert [r["generation"] for r in records(run)] == [0, 1]
     assert load_genome(run / "final.npz").provenance["generation"] == 2
 
@@ -432,6 +449,74 @@ def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
 def test_shipped_launch_configs_are_valid_and_round_trip(path):
     config = load_config(path)
     assert make_config(config_to_dict(config)) == config
+
+
+def test_a_flat_file_and_its_nested_form_give_the_same_config(tmp_path):
+    flat = "task: ant\nhidden: [64, 32]\nsigma: 0.2\ntrain_damages: [[], [cut-leg:2]]\nworkers: 1\n"
+    nested = (
+        "task: ant\nnetwork: {hidden: [64, 32]}\nsearch:\n  sigma: 0.2\n"
+        "training: {train_damages: [[], [cut-leg:2]]}\nexecution.workers: 1\n"  # dotted in a file too
+    )
+    (tmp_path / "flat.yaml").write_text(flat)
+    (tmp_path / "nested.yaml").write_text(nested)
+    config = load_config(tmp_path / "flat.yaml")
+    assert config == load_config(tmp_path / "nested.yaml") != Config()
+    assert (config.network.hidden, config.search.sigma, config.execution.workers) == ((64, 32), 0.2, 1)
+    # --set flat or dotted alike, and a nested stage overrides its flat base key by key
+    assert load_config(tmp_path / "flat.yaml", ["network.hidden=[8]"]) == load_config(
+        tmp_path / "nested.yaml", ["hidden=[8]"]
+    )
+    (tmp_path / "stage.yaml").write_text("base: flat.yaml\nsearch: {sigma: 0.3}\n")
+    assert load_config(tmp_path / "stage.yaml") == replace(config, search=replace(config.search, sigma=0.3))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"hidden": [8], "network": {"hidden": [8]}},
+            "'hidden' is given twice (as 'hidden' and 'network.hidden')",
+        ),
+        ({"search.sigma": 0.1, "search": {"sigma": 0.2}}, "config key 'sigma' is given twice"),
+        ({"netwrk.hidden": [8]}, "unknown config section 'netwrk'; sections: network, search"),
+        ({"netwrk": {"hidden": [8]}}, "unknown config key 'netwrk'; valid keys: "),
+        (
+            {"network": {"hiden": [8]}},
+            "unknown config key 'network.hiden'; section 'network' holds genome_kind",
+        ),
+        (
+            {"network": {"sigma": 0.1}},
+            "unknown config key 'network.sigma'; 'sigma' belongs to section 'search'",
+        ),
+        ({"network": [8]}, "config section 'network' must be a mapping of its keys, got [8]"),
+    ],
+)
+def test_a_key_twice_or_outside_its_section_is_a_one_line_error(values, message):
+    with pytest.raises(ConfigError) as error:
+        make_config(values)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_key_is_in_one_section_and_the_es_keys_are_the_es_s_own():
+    assert len(KEYS) == 2 + sum(len(fields(section)) for section in SECTIONS.values())  # no name twice
+    es = {f.name: f for f in fields(ESParams)}
+    shared = [f for f in fields(SearchConfig) if f.name in es]
+    assert len(shared) == 7
+    for f in shared:
+        assert (f.default, f.metadata) == (es[f.name].default, es[f.name].metadata), f.name
+        assert types(SearchConfig)[f.name] is types(ESParams)[f.name], f.name
+
+
+def test_the_flat_config_in_every_shipped_genome_loads_to_the_same_values():
+    configs = {p.name: load_genome(p).provenance.get("config") for p in sorted(GENOMES.glob("*.npz"))}
+    flat = {name: values for name, values in configs.items() if values is not None}
+    assert len(flat) >= 6  # the genomes evolved here carry their run's config; imported ones none
+    for name, values in flat.items():
+        assert not set(values) & set(SECTIONS), name  # written before the sections: flat
+        config = make_config(values)
+        assert make_config(config_to_dict(config)) == config, name
+        written = flat_values(config_to_dict(config))
+        assert {key: written[key] for key in values} == values, name
 
 
 # ant_stage3's run recorded the genome file its init_from pointed to then; the file has been replaced since
