@@ -6,6 +6,7 @@ controller --sim ant|ant-bullet|carracing|servo-quad|servo-quad-opencat [--genom
 controller --serial PORT --robot CONFIG | --config PROFILE [--duration S] [--rate HZ --allow-rate-change]
 controller --serial PORT --robot CONFIG --on-board [--duration S] [--seed S] [--log telemetry.csv]
 controller evaluate GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--steps 1000]
+controller analyse GENOME --sim ant [--damage SPEC]... [--lifetimes 20] [--out DIR]
 controller plot run.csv -o run.png
 controller import-reference FILE --rule ABCD_lr --task ant-bullet [--conv FILE] -o genome.npz
 controller export GENOME -o tick.onnx [--opset N] | --format c -o genome.h
@@ -442,6 +443,52 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def analyse(args: argparse.Namespace) -> int:
+    """What a genome's rules are and what they learn: coefficients, rule clusters, weight trajectories
+    from random starts, and how a damage moves them (controller/analyse.py)."""
+    from controller import analyse as analysis
+
+    genome = _genome(args.genome, args.sim)
+    out = Path(args.out or f"analysis-{Path(args.genome).stem}")
+    analysis.check_out(out)
+    damages = tuple(_damages(args))
+    intact_env = _make_env(argparse.Namespace(**{**vars(args), "cut_leg": [], "damage": []}), genome)
+    damaged_env = _make_env(args, genome) if damages else None
+    settings = analysis.Settings(
+        genome=args.genome,
+        task=args.sim,
+        damages=damages,
+        lifetimes=args.lifetimes,
+        steps=_steps(args),
+        seed=args.seed,
+        settle=_settle(args, intact_env, genome),
+        backend=args.backend,
+    )
+    try:
+        result = analysis.analyse(genome, intact_env, damaged_env, settings)
+    finally:
+        for env in (intact_env, damaged_env):
+            if env is not None:
+                env.close()
+    out.mkdir(exist_ok=True)
+    paths = [analysis.write(result, out)]
+    if not args.no_plots:
+        paths += analysis.plot(result, genome, out)
+    print(result["verdict"])
+    for layer in result.get("rule_clusters", []):
+        fewest = ", ".join(f"{n} explain {share}" for share, n in layer["fewest_clusters"].items())
+        print(f"layer {layer['layer']}: {layer['synapses']} synapses; rule clusters: {fewest}")
+    if "damage" in result:
+        d = result["damage"]
+        print(
+            f"damage {' '.join(d['specs'])}: the attractor (late mean weights) moves "
+            f"{d['attractor_shift']:.3f} from the same lifetime's intact one, {d['shift_over_gap']:.1f} x "
+            "the gap between two intact lifetimes' attractors"
+        )
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
 def import_reference(args: argparse.Namespace) -> int:
     """Convert a coefficient file saved by the paper's reference code into a genome."""
     from controller.genome import save_genome
@@ -486,7 +533,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="controller",
         description="Run a Hebbian controller: every lifetime starts from random weights and the "
         "evolved plasticity rules organise them tick by tick. "
-        "Subcommands: evaluate, plot, import-reference, export.",
+        "Subcommands: evaluate, analyse, plot, import-reference, export.",
         epilog=LEG_HELP,
     )
     _add_sim_arguments(parser)
@@ -527,6 +574,26 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         help="with --suite: worker processes (default: all cores); the table is the same for any number",
     )
     parser.add_argument("--markdown", metavar="FILE", help="with --suite: also write the table as Markdown")
+    return parser
+
+
+def _analyse_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controller analyse",
+        description="What a genome's rules are and what they learn: per-layer coefficient distributions, "
+        "how many distinct rules it uses, weight trajectories from random starts (one attractor? a fixed "
+        "point or a cycle with the gait?) and, with --damage, how a damage moves them.",
+        epilog=LEG_HELP,
+    )
+    parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
+    _add_sim_arguments(parser)
+    parser.add_argument(
+        "--lifetimes", type=_count(2, 1000), default=20, help="lifetimes from random starts (default 20)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="folder for analysis.json and the PNGs (default analysis-GENOME)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write the JSON only (no matplotlib needed)")
     return parser
 
 
@@ -585,6 +652,7 @@ def _plot_parser() -> argparse.ArgumentParser:
 
 SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "evaluate": (_evaluate_parser, evaluate),
+    "analyse": (_analyse_parser, analyse),
     "plot": (_plot_parser, plot),
     "import-reference": (_import_parser, import_reference),
     "export": (_export_parser, export),

@@ -39,7 +39,9 @@ PLASTIC = {
     )
 }
 # the commands' code; controller.app is what the three commands share
-CONTROLLER_COMMANDS = {f"controller.{name}" for name in ("app", "cli", "deploy", "suite_eval", "plotting")}
+CONTROLLER_COMMANDS = {
+    f"controller.{name}" for name in ("app", "cli", "deploy", "suite_eval", "plotting", "analyse")
+}
 COMMANDS = {*CONTROLLER_COMMANDS, "evolve.cli", "firmware_bridge.cli"}
 # the bridge modules that play a robot from a simulated one (servo_body: the emulator's servo-quad hardware,
 # onboard: the emulated board running the genome's C tick)
