@@ -1,9 +1,9 @@
 """Where the jobs run: ``local`` (a process pool on this machine) or ``ray`` (a Ray cluster).
 
 Both split a generation's jobs into chunks, send the :class:`Population` (mean, sigma, generation,
-seed: one parameter vector) once per chunk, never one perturbed vector per member, and return results
-in job order. A job's result depends only on the population and the job, so both backends give the
-same fitness arrays for the same seed.
+seed: one parameter vector; after an evolve-and-merge step, each synapse's rule cluster too) once per
+chunk, never one perturbed vector per member, and return results in job order. A job's result depends
+only on the population and the job, so both backends give the same fitness arrays for the same seed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from evolve.config import Config, ConfigError
 from evolve.fitness import Evaluator, Job, Result
 from evolve.openai_es import Population
@@ -25,7 +27,13 @@ _worker: Evaluator | None = None
 class Backend(Protocol):
     workers: int
 
-    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]: ...
+    def run(
+        self,
+        population: Population,
+        jobs: Sequence[Job],
+        ticks: int | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> list[Result]: ...
 
     def close(self) -> None: ...
 
@@ -37,9 +45,9 @@ def _init_worker(config: Config) -> None:
     _worker = Evaluator(config)
 
 
-def _run_chunk(args: tuple[Population, list[Job], int | None]) -> list[Result]:
-    population, jobs, ticks = args
-    return _worker.run(population, jobs, ticks)
+def _run_chunk(args: tuple[Population, list[Job], int | None, np.ndarray | None]) -> list[Result]:
+    population, jobs, ticks, clusters = args
+    return _worker.run(population, jobs, ticks, clusters)
 
 
 # Chunks per worker: many, so lifetimes that stop early balance ones that run to the end (the
@@ -65,9 +73,15 @@ class LocalBackend:
         context = mp.get_context("spawn")  # no forked MuJoCo or numba state; same on every OS
         self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(config,))
 
-    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
+    def run(
+        self,
+        population: Population,
+        jobs: Sequence[Job],
+        ticks: int | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> list[Result]:
         chunks = _chunks(jobs, self.workers)
-        results = self._pool.imap(_run_chunk, [(population, c, ticks) for c in chunks])
+        results = self._pool.imap(_run_chunk, [(population, c, ticks, clusters) for c in chunks])
         return [r for chunk in results for r in chunk]
 
     def close(self) -> None:
@@ -113,12 +127,19 @@ class RayBackend:
         actor = ray.remote(num_cpus=1)(Evaluator)
         self._actors = [actor.remote(config) for _ in range(self.workers)]
 
-    def run(self, population: Population, jobs: Sequence[Job], ticks: int | None = None) -> list[Result]:
+    def run(
+        self,
+        population: Population,
+        jobs: Sequence[Job],
+        ticks: int | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> list[Result]:
         from ray.util import ActorPool
 
-        population_ref = self._ray.put(population)
+        population_ref, clusters_ref = self._ray.put(population), self._ray.put(clusters)
         results = ActorPool(self._actors).map(  # in order; each chunk to the next idle actor
-            lambda actor, chunk: actor.run.remote(population_ref, chunk, ticks), _chunks(jobs, self.workers)
+            lambda actor, chunk: actor.run.remote(population_ref, chunk, ticks, clusters_ref),
+            _chunks(jobs, self.workers),
         )
         return [r for chunk in results for r in chunk]
 

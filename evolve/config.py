@@ -62,6 +62,7 @@ def _read_randomisation(value: str | dict[str, Any] | None) -> None:
 # Upper bounds sit far above any run here (2000 generations, 1000 ticks) and below what would exhaust
 # memory or never end a generation; a genome stays under the loader's bound.
 MAX_TICKS = 100_000
+RULE_SHARING = ("per_synapse", "per_input_neuron", "per_output_neuron", "per_layer")
 MAX_LAYERS, MAX_WIDTH = 4, 1024  # hidden layers, neurons per layer
 
 
@@ -96,8 +97,22 @@ class SearchConfig:
     """What is searched and how: the search space and where it starts, then the ES's settings."""
 
     # none: every parameter searched; mirror: each synapse tied to its left-right reflection
-    # (evolve/symmetry.py)
+    # (evolve/search_space.py)
     symmetry: str = setting("none", one_of(("none", "mirror")))
+    # which synapses share one rule (evolve/search_space.py): each its own, one per input neuron, per
+    # output neuron or per layer
+    rules: str = setting("per_synapse", one_of(RULE_SHARING))
+    # evolve-and-merge (Pedersen & Risi, GECCO 2021): every merge_every generations the rules are
+    # clustered into the next count of merge_to (k-means) and the search goes on over one rule per
+    # cluster; 0 = never
+    merge_every: int = setting(0, between(0, 100_000))
+    merge_to: tuple[int, ...] = setting(
+        (),
+        Valid(
+            lambda v: all(n > 0 for n in v) and list(v) == sorted(set(v), reverse=True),
+            "a list of decreasing rule counts, e.g. [4096, 1024, 380]",
+        ),
+    )
     # the search starts from N(0, std^2) parameters (within a genome's +-1e4)...
     parameter_init_std: float = setting(1.0, between(0, 100))
     # ...or from a genome file's parameters (a warm start, e.g. a second stage)
@@ -370,6 +385,18 @@ def _across_keys(config: Config, listed: Morphologies | None) -> Config:
         raise ConfigError(
             "config key 'overshoot_cost' charges distance beyond fitness_cap; set fitness_cap > 0"
         )
+    search = config.search
+    if (search.merge_every > 0) != bool(search.merge_to):
+        raise ConfigError(
+            "config keys 'merge_every' and 'merge_to' go together: set both (merge_every: 40, merge_to: "
+            "[1024, 380]) or neither"
+        )
+    if (search.merge_to or search.rules != "per_synapse") and config.network.genome_kind != "hebbian":
+        raise ConfigError(
+            "config keys 'rules' and 'merge_to' share plasticity rules; a static genome has none"
+        )
+    if search.merge_to and search.rules != "per_synapse":
+        raise ConfigError("config key 'merge_to' clusters per-synapse rules; set rules: per_synapse")
     if training.hard_body_weight and not training.train_damage_sample:
         raise ConfigError(
             "config key 'hard_body_weight' weighs which train bodies are drawn; set train_damage_sample > 0"

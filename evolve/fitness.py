@@ -19,7 +19,7 @@ from controller.loop import EarlyStop, Lifetime, run_lifetime
 from controller.network import NetworkSpec, task_spec
 from evolve.config import Config, ConfigError
 from evolve.openai_es import Population
-from evolve.symmetry import search_space
+from evolve.search_space import search_space
 from sim.damage import SpecError
 from sim.randomise import load_randomisation
 
@@ -210,9 +210,21 @@ class Evaluator:
         self._envs = make_bodies(config)
         self.spec = network_spec(config, *task_sizes(self._envs))
         self.space = search_space(config, self.spec, self._envs[()].unwrapped)
+        self._clusters: np.ndarray | None = None
         self._early_stop = EarlyStop.of(self._envs[()]) if config.fitness.early_stop else None
 
-    def run(self, population: Population, jobs: list[Job], ticks: int | None = None) -> list[Result]:
+    def run(
+        self,
+        population: Population,
+        jobs: list[Job],
+        ticks: int | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> list[Result]:
+        """The jobs' results; ``clusters``: the rule clusters of the run's last merge, which the
+        population's vectors are in (the space is rebuilt when they change)."""
+        if not (clusters is None and self._clusters is None or np.array_equal(clusters, self._clusters)):
+            self.space = search_space(self.config, self.spec, self._envs[()].unwrapped, clusters)
+            self._clusters = clusters
         return [self.run_job(population, job, ticks or self.config.fitness.ticks) for job in jobs]
 
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:

@@ -18,9 +18,9 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,8 @@ from evolve.fitness import (
     task_sizes,
 )
 from evolve.openai_es import ESParams, ESState, OpenAIES, Population
+from evolve.search_space import SearchSpace, merge, search_space
 from evolve.shaping import centred_ranks, l2_penalty, per_body_ranks
-from evolve.symmetry import SearchSpace, search_space
 
 VALIDATION = 0x5A11D  # first word of validation seeds: never a training seed
 MAX_UPDATE_BYTES = 8 << 30  # an ES update holds population/2 float32 noise vectors of the search space
@@ -56,11 +56,16 @@ def es_params(config: Config) -> ESParams:
     return ESParams(**{f.name: getattr(search, f.name) for f in fields(ESParams) if hasattr(search, f.name)})
 
 
-def save_checkpoint(path: Path, state: ESState, best: dict[str, Any], deficits: np.ndarray) -> None:
-    """The ES state with what the run adds to it: the best validation so far and the train bodies'
-    deficits that weigh the next draws."""
+def save_checkpoint(
+    path: Path, state: ESState, best: dict[str, Any], deficits: np.ndarray, clusters: np.ndarray | None
+) -> None:
+    """The ES state with what the run adds to it: the best validation so far, the train bodies'
+    deficits that weigh the next draws and, after a merge, each synapse's rule cluster (the search
+    space the ES state is in)."""
     values = state.to_dict()
     arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+    if clusters is not None:
+        arrays["clusters"] = clusters
     meta = {k: v for k, v in values.items() if k not in arrays} | {
         "best": best,
         "deficits": deficits.tolist(),
@@ -70,14 +75,19 @@ def save_checkpoint(path: Path, state: ESState, best: dict[str, Any], deficits: 
     atomic_write(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, size: int, bodies: int) -> tuple[ESState, dict[str, Any], np.ndarray]:
-    """The ES state, best score and deficits of the ``bodies`` train bodies a run saved, checked against
-    its search space of ``size`` parameters; a damaged checkpoint is an error that leaves the run folder
-    as it is and says how to go on."""
+def load_checkpoint(
+    path: Path, bodies: int, space: Callable[[np.ndarray | None], SearchSpace]
+) -> tuple[ESState, dict[str, Any], np.ndarray, np.ndarray | None]:
+    """The ES state, best score, deficits of the ``bodies`` train bodies and rule clusters a run saved,
+    checked against the search space ``space(clusters)`` makes; a damaged checkpoint is an error that
+    leaves the run folder as it is and says how to go on."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
-            state = ESState.from_dict({**meta, **{k: archive[k] for k in archive.files if k != "meta"}})
+            arrays = {k: archive[k] for k in archive.files if k != "meta"}
+        clusters = arrays.pop("clusters", None)
+        state = ESState.from_dict({**meta, **arrays})
+        size = space(clusters).size
         best = {"score": meta["best"]["score"], "generation": meta["best"]["generation"]}
         deficits = np.array(meta.get("deficits", [0.0] * bodies), dtype=float)  # none saved: uniform
         if any(a.shape != (size,) for a in (state.mean, state.adam_m, state.adam_v)):
@@ -90,7 +100,7 @@ def load_checkpoint(path: Path, size: int, bodies: int) -> tuple[ESState, dict[s
             f"cannot resume: {path} is damaged ({exc}); to go on from the run's last genome: evolve --config "
             f"{run}/config.yaml --set init_from={run}/latest.npz --out NEW_RUN"
         ) from None
-    return state, best, deficits
+    return state, best, deficits, clusters
 
 
 def utility(config: Config, population: Population, jobs: list[Job], results: list[Result]) -> np.ndarray:
@@ -135,12 +145,12 @@ def _label(damages: tuple[str, ...]) -> str:
 
 
 def validate(
-    backend: Backend, population: Population, config: Config
+    backend: Backend, population: Population, config: Config, clusters: np.ndarray | None
 ) -> tuple[dict[str, Any], np.ndarray, int]:
     """Mean distance of the mean genome per body; the record's fields, the train bodies' deficits and
     the env steps it took."""
     jobs = validation_jobs(config, population.generation)
-    results = backend.run(population, jobs, config.validation.validation_ticks)
+    results = backend.run(population, jobs, config.validation.validation_ticks, clusters)
     per_body: dict[tuple[str, ...], list[float]] = {}
     for job, result in zip(jobs, results, strict=True):
         per_body.setdefault(job.morphologies[0], []).append(result.walked)
@@ -234,14 +244,20 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
     return space.reduce(genome.to_vector())
 
 
-def plan(config: Config) -> tuple[NetworkSpec, SearchSpace, float]:
-    """The network, search space and control period (s) of a run: building its bodies once here shows
-    every error its config holds beyond single keys (a damage this robot cannot have, a tie it has no map
-    for) before any work or any file is written."""
+def plan(config: Config) -> tuple[NetworkSpec, Callable[[np.ndarray | None], SearchSpace], float]:
+    """The network, the search space for given rule clusters (None before any merge) and the control
+    period (s) of a run: building its bodies once here shows every error its config holds beyond single
+    keys (a damage this robot cannot have, a tie it has no map for) before any work or any file is
+    written."""
     bodies = make_bodies(config)
     spec = network_spec(config, *task_sizes(bodies))
-    space = search_space(config, spec, bodies[()].unwrapped)
-    period = float(bodies[()].unwrapped.dt)
+    robot = bodies[()].unwrapped
+
+    def space_of(clusters: np.ndarray | None) -> SearchSpace:
+        return search_space(config, spec, robot, clusters)
+
+    space = space_of(None)
+    period = float(robot.dt)
     for env in bodies.values():
         env.close()
     population = config.search.population
@@ -251,7 +267,28 @@ def plan(config: Config) -> tuple[NetworkSpec, SearchSpace, float]:
             f"population {population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
             f"for each update (at most {MAX_UPDATE_BYTES >> 30}); lower population or hidden"
         )
-    return spec, space, period
+    return spec, space_of, period
+
+
+def merged(
+    config: Config,
+    spec: NetworkSpec,
+    space_of: Callable[[np.ndarray | None], SearchSpace],
+    state: ESState,
+    space: SearchSpace,
+) -> tuple[ESState, np.ndarray]:
+    """Evolve-and-merge at the end of generation ``state.generation``: the mean's rules clustered into the
+    schedule's next count, the ES state moved to one rule per cluster (each its cluster's mean; Adam's
+    moments start again) and the clusters."""
+    step = state.generation // config.search.merge_every
+    count = config.search.merge_to[step - 1]
+    full = space.expand(state.mean)
+    clusters = merge(
+        config.network.genome_kind, spec, full, count, derive_seed(config.seed, state.generation, 0xE46E)
+    )
+    mean = space_of(clusters).reduce(full)
+    zeros = np.zeros_like(mean)
+    return replace(state, mean=mean, adam_m=zeros, adam_v=zeros), clusters
 
 
 def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | None = None) -> Path:
@@ -263,15 +300,16 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             f"cannot resume: {out} holds no checkpoint.npz (no generation finished); start it again with "
             f"evolve --config {out}/config.yaml --out {out}"
         )
-    spec, space, period = plan(config)
+    spec, space_of, period = plan(config)
     es = OpenAIES(es_params(config), config.seed)
     bodies = len(config.training.train_damages)
+    clusters = None
     if resume:
-        state, best, deficits = load_checkpoint(checkpoint, space.size, bodies)
+        state, best, deficits, clusters = load_checkpoint(checkpoint, bodies, space_of)
         _truncate_log(log_path, read_log(log_path), state.generation)
         print(f"resuming {out} at generation {state.generation}")
     else:
-        mean = initial_mean(config, spec, space)
+        mean = initial_mean(config, spec, space_of(None))
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -292,6 +330,8 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         "config": config_to_dict(config),
     }
 
+    space = space_of(clusters)
+
     def save(s: ESState, name: str, **extra: Any) -> Path:
         genome = Genome.from_vector(
             config.network.genome_kind,
@@ -299,6 +339,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             config.task,
             space.expand(s.mean),
             generation=s.generation,
+            searched_parameters=space.size,  # the values evolution chose: fewer than the file's when tied
             **provenance,
             **extra,
         )
@@ -312,18 +353,27 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         while state.generation < generations:
             t0 = time.perf_counter()
             jobs, population = pair_jobs(config, state.generation, deficits), es.population(state)
-            results = backend.run(population, jobs)
+            results = backend.run(population, jobs, clusters=clusters)
             fitness = np.array([r.fitness for r in results])
             record = {"generation": state.generation, **population_stats(fitness, results)}
             state = es.tell(state, utility(config, population, jobs, results))
             record.update(lr=state.lr, sigma=state.sigma)
             steps = record["env_steps"]
             if state.generation % validate_every == 0 or state.generation == generations:
-                fields, deficits, validation_steps = validate(backend, es.population(state), config)
+                fields, deficits, validation_steps = validate(backend, es.population(state), config, clusters)
                 record.update(fields)
                 steps += validation_steps
                 if best["score"] is None or record["train_score"] > best["score"]:
                     best = {"score": record["train_score"], "generation": state.generation}
+            merge_every, merge_to = config.search.merge_every, config.search.merge_to
+            if (
+                merge_every
+                and state.generation % merge_every == 0
+                and state.generation // merge_every <= len(merge_to)
+            ):
+                state, clusters = merged(config, spec, space_of, state, space)
+                space = space_of(clusters)
+                record.update(merged_to=int(np.unique(clusters).size), searched_parameters=space.size)
             seconds = time.perf_counter() - t0
             record.update(seconds=seconds, env_steps_per_s=steps / seconds)
             with interrupts_deferred():
@@ -336,7 +386,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                     save(state, name, fitness=record["mean"], fitness_kind="population mean")
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
-                save_checkpoint(checkpoint, state, best, deficits)
+                save_checkpoint(checkpoint, state, best, deficits, clusters)
             generations_done += 1
             elapsed = time.perf_counter() - started
             _progress(record, state.generation, generations, elapsed / generations_done)

@@ -212,6 +212,13 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
             ["--set", "hard_body_weight=3"],
             "config key 'hard_body_weight' weighs which train bodies are drawn",
         ),
+        (["--set", "merge_every=10"], "config keys 'merge_every' and 'merge_to' go together"),
+        (
+            ["--set", "merge_to=[40, 300]", "--set", "merge_every=5"],
+            "must be a list of decreasing rule counts",
+        ),
+        (["--set", "rules=per_layer", "--set", "genome_kind=static"], "a static genome has none"),
+        (["--set", "rules=per_leg"], "config key 'rules' must be one of per_synapse, per_input_neuron"),
         (["--set", "hard_body_weight=-1"], "config key 'hard_body_weight' must be between 0 and 1000"),
         (["--set", "novalue"], "must look like key=value"),
         (["--set", "randomise=nowhere.yaml"], "config key 'randomise': cannot read randomisation file"),

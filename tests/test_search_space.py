@@ -1,8 +1,11 @@
-"""Mirror-tied rules (``symmetry: mirror``): the Ant's reflection map is its physics' own, and a network
-whose rules are tied by it answers a reflected world with reflected actions."""
+"""The search space's ties. Mirror-tied rules (``symmetry: mirror``): the Ant's reflection map is its
+physics' own, and a network whose rules are tied by it answers a reflected world with reflected actions.
+Shared rules (``rules``, ``merge_to``): synapses of one neuron, layer or cluster carry one rule, alone or
+with the mirror, and a run that merges its rules resumes exactly."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mujoco
@@ -15,7 +18,7 @@ from controller.network import NetworkSpec
 from evolve.cli import main
 from evolve.config import make_config
 from evolve.fitness import network_spec
-from evolve.symmetry import SearchSpace, search_space
+from evolve.search_space import SearchSpace, merge, mirror_ties, search_space
 from sim.quadruped import Mirror
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "launch" / "smoke" / "ant.yaml")
@@ -125,8 +128,76 @@ def test_a_synapse_that_is_its_own_reflection_keeps_only_the_terms_the_reflectio
     flipped (yaw-like values): each coefficient that the reflection negates must be zero, the rest are free
     (0 -> 0: B and D pinned; 1 -> 0: B and C pinned)."""
     spec = NetworkSpec((2, 1), ("tanh",), rule="ABCD_lr")
-    space = SearchSpace.mirrored("hebbian", spec, Mirror((0, 1), (1.0, -1.0), (0,), (-1.0,)))
+    ties = mirror_ties("hebbian", spec, Mirror((0, 1), (1.0, -1.0), (0,), (-1.0,)))
+    space = SearchSpace.tied(Genome.parameter_count("hebbian", spec), [ties])
     coefficients = space.expand(np.arange(1, space.size + 1)).reshape(2, 1, 5)  # A, B, C, eta, D
     assert list(coefficients[0, 0] != 0) == [True, False, True, True, False]
     assert list(coefficients[1, 0] != 0) == [True, False, False, True, True]
     assert space.size == 6
+
+
+def test_ties_that_disagree_round_a_loop_pin_their_group_and_the_rest_stay_free():
+    # 0 = 1, 1 = -2, 2 = 0: the loop says 0 = -0, so 0, 1, 2 are pinned; 3 = -4 is one free value
+    ties = (np.array([0, 1, 2, 3]), np.array([1, 2, 0, 4]), np.array([1.0, -1.0, 1.0, -1.0]))
+    space = SearchSpace.tied(6, [ties])
+    assert space.size == 2
+    np.testing.assert_array_equal(space.expand(np.array([7.0, 5.0])), [0, 0, 0, 7, -7, 5])
+
+
+@pytest.mark.parametrize(
+    ("rules", "size", "one"),
+    [
+        ("per_input_neuron", 1095, np.s_[:, :1]),  # (27 + 128 + 64) neurons x 5 coefficients
+        ("per_output_neuron", 1000, np.s_[:1, :]),  # (128 + 64 + 8) x 5
+        ("per_layer", 15, np.s_[:1, :1]),  # 3 layers x 5
+    ],
+)
+def test_shared_rules_give_every_synapse_of_a_neuron_or_layer_one_rule(rules, size, one):
+    config = make_config({"rules": rules})
+    env = sim.make("ant")
+    spec = network_spec(config, env.observation_space, env.action_space)
+    space = search_space(config, spec, env.unwrapped)
+    assert space.size == size
+    full = space.expand(np.random.default_rng(0).normal(size=size))
+    for c in Genome.from_vector("hebbian", spec, "ant", full).coefficients:
+        np.testing.assert_array_equal(c, np.broadcast_to(c[one], c.shape))
+        assert np.unique(c.reshape(-1, 5), axis=0).shape[0] == c[one].shape[0] * c[one].shape[1]
+
+
+def test_shared_rules_and_the_mirror_compose():
+    config = make_config({"rules": "per_input_neuron", "symmetry": "mirror"})
+    env = sim.make("ant")
+    spec, mirror = network_spec(config, env.observation_space, env.action_space), env.unwrapped.mirror
+    space = search_space(config, spec, env.unwrapped)
+    full = space.expand(np.random.default_rng(0).normal(size=space.size))
+    genome = Genome.from_vector("hebbian", spec, "ant", full)
+    first = genome.coefficients[0]
+    np.testing.assert_array_equal(first, np.broadcast_to(first[:, :1], first.shape))  # shared per input
+    source = np.array(mirror.observation_source)
+    np.testing.assert_array_equal(first[source, :, 0], first[:, :, 0])  # A: the reflected input's rule
+    assert space.size < 1095 and np.abs(full).max() > 0
+
+
+def test_a_merging_run_ends_with_its_clusters_rules_and_resumes_across_a_merge(tmp_path):
+    args = ["--config", SMOKE, "--workers", "1", "--set", "merge_every=2", "--set", "merge_to=[300, 40]"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main([*args, "--out", str(whole), "--set", "generations=5"]) == 0
+    merges = [r for r in map(json.loads, (whole / "log.jsonl").read_text().splitlines()) if "merged_to" in r]
+    assert [(r["generation"], r["merged_to"], r["searched_parameters"]) for r in merges] == [
+        (1, 300, 1500),  # after the 2nd generation (records count from 0)
+        (3, 40, 200),
+    ]
+    genome = load_genome(whole / "final.npz")
+    rows = np.concatenate([c.reshape(-1, 5) for c in genome.coefficients])
+    assert np.unique(rows, axis=0).shape[0] == 40 and genome.provenance["searched_parameters"] == 200
+    assert main([*args, "--out", str(split), "--set", "generations=3"]) == 0  # stops after the first merge
+    assert main(["--resume", str(split), "--set", "generations=5", "--workers", "1"]) == 0
+    assert np.array_equal(load_genome(split / "final.npz").to_vector(), genome.to_vector())
+
+
+def test_merge_groups_rules_with_k_means():
+    spec = NetworkSpec((4, 3), ("tanh",), rule="ABCD_lr")
+    rules = np.repeat(np.eye(5)[:3] * 4, 4, axis=0)  # 12 synapses, 3 distinct rules
+    clusters = merge("hebbian", spec, rules.reshape(-1), 3, seed=0)
+    assert len(set(clusters.tolist())) == 3
+    assert all(len(set(clusters[k * 4 : (k + 1) * 4].tolist())) == 1 for k in range(3))
