@@ -545,10 +545,16 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="controller evaluate", epilog=LEG_HELP)
+def _genome_on_sim_parser(prog: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand that takes a genome and runs it on a simulated task."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=LEG_HELP)
     parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
     _add_sim_arguments(parser)
+    return parser
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = _genome_on_sim_parser("controller evaluate")
     parser.add_argument(
         "--lifetimes", type=_count(1, 100_000), default=20, help="independent lifetimes (default 20)"
     )
@@ -578,15 +584,12 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 
 
 def _analyse_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="controller analyse",
-        description="What a genome's rules are and what they learn: per-layer coefficient distributions, "
-        "how many distinct rules it uses, weight trajectories from random starts (one attractor? a fixed "
-        "point or a cycle with the gait?) and, with --damage, how a damage moves them.",
-        epilog=LEG_HELP,
+    parser = _genome_on_sim_parser(
+        "controller analyse",
+        "What a genome's rules are and what they learn: per-layer coefficient distributions, how many "
+        "distinct rules it uses, weight trajectories from random starts (one attractor? a fixed point or a "
+        "cycle with the gait?) and, with --damage, how a damage moves them.",
     )
-    parser.add_argument("genome", help="genome file or shipped name (ant, ant-static)")
-    _add_sim_arguments(parser)
     parser.add_argument(
         "--lifetimes", type=_count(2, 1000), default=20, help="lifetimes from random starts (default 20)"
     )
