@@ -73,9 +73,11 @@ EVALUATE_ONLY = ("--lifetimes", "--workers", "--suite", "--against", "--forward"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from([[], ["evaluate", "ant"]]), OPTIONS)
-def test_any_command_line_exits_0_or_2_with_one_line(capsys, command, options):
+@given(st.sampled_from([[], ["evaluate", "ant"], ["analyse", "ant"]]), OPTIONS)
+def test_any_command_line_exits_0_or_2_with_one_line(capsys, tmp_path, command, options):
     argv = [*command, "--lifetimes", "1"] if command else ["--sim", "ant"]
+    if command[:1] == ["analyse"]:  # two lifetimes at least, written where the test cleans up
+        argv = [*command, "--lifetimes", "2", "--no-plots", "--out", str(tmp_path / "analysis")]
     argv += ["--steps", "3"]
     for option, value in options:
         if not command and option in EVALUATE_ONLY:
