@@ -57,6 +57,7 @@ import serial
 from firmware_bridge.errors import ConfigError, LinkError
 from firmware_bridge.link import Counters, Received, SerialLink
 from firmware_bridge.protocol import (
+    CAP_NO_YAW,
     FAULT_IDLE,
     FAULT_IMU,
     FAULT_SAFE_POSE,
@@ -419,7 +420,8 @@ class OpenCatLink(SerialLink):
             self._start_stream()
         self.counters = Counters()  # the session's: the '?' retries while the board booted do not count
         lower, upper = np.radians(self.lower), np.radians(self.upper)
-        return Info(model[:31], POSITION, self.joints, tuple(lower), tuple(upper), 0, 100, 0, 0)
+        no_yaw = 0 if self.layout.yaw else CAP_NO_YAW
+        return Info(model[:31], POSITION, self.joints, tuple(lower), tuple(upper), 0, 100, 0, 0, no_yaw)
 
     def _detect(self) -> None:
         """The build's IMU columns from one ``v``; a refusal naming the fix where there is none to read."""

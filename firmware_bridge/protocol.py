@@ -38,7 +38,8 @@ MODE_NAMES = {code: name for name, code in CONTROL_MODES.items()}
 # Info.capabilities bits
 CAP_BASE_ESTIMATE = 0x01  # State carries the base estimate block
 CAP_ONBOARD = 0x02  # the robot runs a genome's network itself (ONBOARD_START, docs/protocol.md)
-KNOWN_CAPS = CAP_BASE_ESTIMATE | CAP_ONBOARD
+CAP_NO_YAW = 0x04  # its orientation has no yaw: State's quaternion holds pitch and roll only, gyro z unknown
+KNOWN_CAPS = CAP_BASE_ESTIMATE | CAP_ONBOARD | CAP_NO_YAW
 
 # State.faults bits
 FAULT_SAFE_POSE = 0x0001  # the robot holds its safe pose (any reason)

@@ -31,6 +31,7 @@ from firmware_bridge.link import Link, SerialLink
 from firmware_bridge.opencat import OpenCatLink, OpenCatPollLink
 from firmware_bridge.protocol import (
     CAP_BASE_ESTIMATE,
+    CAP_NO_YAW,
     CONTROL_MODES,
     EFFORT,
     MODE_NAMES,
@@ -47,24 +48,26 @@ LINKS: dict[str, type[SerialLink]] = {"bridge": Link, "opencat": OpenCatLink, "o
 @dataclass(frozen=True)
 class Block:
     """One observation block: its size, what it reads from STATE (through the adapter, which knows the
-    calibration and counts the ticks), and whether it needs STATE's base estimate."""
+    calibration and counts the ticks), and whether it needs STATE's base estimate or the IMU's yaw."""
 
     size: int | str  # a count, or "joints" / "feet": one value per joint or per foot
     read: Callable[[Adapter, State, float], Any]  # (adapter, STATE, the block's number) -> values
     needs_base: bool = False
+    needs_yaw: bool = False
 
 
 # every observation block, in one place; the number after a block's name scales its values, except the
 # clock's: cycles per tick
 OBSERVATION_BLOCKS: dict[str, Block] = {
     "height": Block(1, lambda a, s, n: a.base(s).height, needs_base=True),
-    "quaternion": Block(4, lambda a, s, n: s.quaternion),
+    "quaternion": Block(4, lambda a, s, n: s.quaternion, needs_yaw=True),
     "gravity": Block(3, lambda a, s, n: gravity_direction(s.quaternion)),
     "joint_positions": Block("joints", lambda a, s, n: a.sign * (np.asarray(s.joint_pos) - a.offset)),
     "joint_velocities": Block("joints", lambda a, s, n: a.sign * np.asarray(s.joint_vel)),
     "linear_velocity": Block(3, lambda a, s, n: a.base(s).velocity, needs_base=True),
-    "angular_velocity": Block(3, lambda a, s, n: s.gyro),
-    "heading": Block(1, lambda a, s, n: a.heading(s)),  # yaw turned since the first observation, rad
+    "angular_velocity": Block(3, lambda a, s, n: s.gyro, needs_yaw=True),
+    # yaw turned since the first observation, rad
+    "heading": Block(1, lambda a, s, n: a.heading(s), needs_yaw=True),
     # a task trained without the IMU's yaw (servo-quad-opencat): body x and y rates, and 0 where the
     # yaw rate and the heading were, whatever the robot reports
     "angular_velocity_no_yaw": Block(3, lambda a, s, n: (s.gyro[0], s.gyro[1], 0.0)),
@@ -157,6 +160,13 @@ class RobotConfig:
                 f"config {self.source} observes height or linear_velocity but robot "
                 f"{info.robot_name!r} sends no base estimate; drop those blocks (with a genome that does "
                 "without them) or add an estimator to the firmware"
+            )
+        yawed = [block for block, _ in self.observation if OBSERVATION_BLOCKS[block].needs_yaw]
+        if yawed and info.capabilities & CAP_NO_YAW:
+            raise ConfigError(
+                f"config {self.source} observes {', '.join(yawed)}, which need the IMU's yaw, but robot "
+                f"{info.robot_name!r} measures none (pitch and roll only); observe gravity, "
+                "angular_velocity_no_yaw and no_heading instead, as the servo-quad-opencat config does"
             )
         if self.control_mode == POSITION:
             for name, cal, lo, hi in zip(

@@ -179,7 +179,7 @@ def bad_frames() -> list[tuple[str, bytes, str]]:
         ("safe_pose_reason_255", raw_frame(b"\xff", 0x31), "range"),
         ("info_mode_2", raw_frame(bytes([1, 2, 0]), 0x02), "range"),
         ("info_protocol_version_2", raw_frame(bytes([2, 0, 0]), 0x02), "range"),
-        ("info_capability_bit_2", raw_frame(bytes([1, 0, 4]), 0x02), "range"),
+        ("info_capability_bit_3", raw_frame(bytes([1, 0, 8]), 0x02), "range"),
         ("state_fault_bit_8", raw_frame(struct.pack("<IHHH", 0, 0, 0x0100, 0), 0x11), "range"),
         ("error_code_0", raw_frame(struct.pack("<BHB", 0, 0, 0), 0x7F), "range"),
         ("error_code_6", raw_frame(struct.pack("<BHB", 6, 0, 0), 0x7F), "range"),

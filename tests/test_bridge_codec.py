@@ -166,7 +166,7 @@ def test_non_finite_floats_pass_unchanged():
         Error(0, 0),
         Error(6, 0),
         Info("robot", 2, (), (), (), 0, 0, 0, 0),
-        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, capabilities=0x04),
+        Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, capabilities=0x08),
         Info("robot", EFFORT, (), (), (), 0, 0, 0, 0, protocol_version=2),
         State(0, 0, 0x0100, 0, (), (), (1, 0, 0, 0), (0, 0, 0), 0, 0),
         OnboardStart(1 << 64),

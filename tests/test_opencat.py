@@ -10,6 +10,7 @@ import signal
 import struct
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,7 +41,7 @@ from firmware_bridge.opencat import (
     zyx_from_opencat,
 )
 from firmware_bridge.opencat_emulator import LIMITS, NEUTRAL_DEGREES, UNTIMED, OpenCatFirmware, opencat_ypr
-from firmware_bridge.protocol import FAULT_IMU, POSITION, Command, Estop, SafePose
+from firmware_bridge.protocol import CAP_NO_YAW, FAULT_IMU, POSITION, Command, Estop, SafePose
 from firmware_bridge.robot import LINKS, Adapter, gravity_direction, load_robot, yaw_angle
 from firmware_bridge.servo_body import ServoQuadBody
 from sim.servo_quad import JOINTS, ServoQuadOpenCatEnv
@@ -201,6 +202,31 @@ def robot():
     emulated = EmulatedRobot(boot_s=0.5)  # deaf while it boots, as a board reset by the port opening
     yield emulated
     emulated.close()
+
+
+@pytest.mark.parametrize(("build", "yaw"), [("default", False), ("ypr", True)])
+def test_a_config_that_observes_yaw_is_refused_on_a_build_that_prints_none(build, yaw):
+    """Since May 2023 ``v`` prints pitch and roll only: the heading, the quaternion's yaw and the gyro's z
+    would read 0 forever. The link says so in INFO (no-yaw capability) and the config check refuses, in
+    one line naming the blocks and the fix; a build that prints yaw is accepted."""
+    emulated = EmulatedRobot(build)
+    try:
+        with OpenCatLink.open(emulated.path, JOINTS) as link:
+            info = link.handshake(timeout=5.0)
+    finally:
+        emulated.close()
+    assert bool(info.capabilities & CAP_NO_YAW) is not yaw
+    stock = load_robot("servo-quad-opencat")
+    stock.check_info(info)  # its blocks need no yaw
+    yawed = replace(stock, observation=(("gravity", 1.0), ("angular_velocity", 0.1), ("heading", 1.0)))
+    if yaw:
+        yawed.check_info(info)
+        return
+    with pytest.raises(ConfigError) as refused:
+        yawed.check_info(info)
+    message = str(refused.value)
+    assert "observes angular_velocity, heading, which need the IMU's yaw" in message
+    assert "angular_velocity_no_yaw and no_heading instead" in message and "\n" not in message
 
 
 def wait_for_readings(link: OpenCatLink, count: int = 3, timeout: float = 2.0) -> list:

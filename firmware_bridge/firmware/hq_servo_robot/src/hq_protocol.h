@@ -71,7 +71,8 @@ enum { HQ_MODE_POSITION = 0, HQ_MODE_EFFORT = 1 };
 enum {
     HQ_CAP_BASE_ESTIMATE = 0x01,
     HQ_CAP_ONBOARD = 0x02, /* the robot runs a genome's network itself */
-    HQ_CAP_KNOWN = 0x03    /* any other bit in INFO.capabilities: HQ_ERR_RANGE */
+    HQ_CAP_NO_YAW = 0x04,  /* its orientation has no yaw (pitch and roll only; gyro z unknown) */
+    HQ_CAP_KNOWN = 0x07    /* any other bit in INFO.capabilities: HQ_ERR_RANGE */
 };
 enum { HQ_BLOCK_BASE = 0x01 };
 
