@@ -244,19 +244,14 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
     return space.reduce(genome.to_vector())
 
 
-def plan(config: Config) -> tuple[NetworkSpec, Callable[[np.ndarray | None], SearchSpace], float]:
-    """The network, the search space for given rule clusters (None before any merge) and the control
-    period (s) of a run: building its bodies once here shows every error its config holds beyond single
-    keys (a damage this robot cannot have, a tie it has no map for) before any work or any file is
-    written."""
+def plan(config: Config) -> tuple[NetworkSpec, Any, float]:
+    """The network, the robot (its mirror map ties the search space) and the control period (s) of a
+    run: building its bodies once here shows every error its config holds beyond single keys (a damage
+    this robot cannot have, a tie it has no map for) before any work or any file is written."""
     bodies = make_bodies(config)
     spec = network_spec(config, *task_sizes(bodies))
     robot = bodies[()].unwrapped
-
-    def space_of(clusters: np.ndarray | None) -> SearchSpace:
-        return search_space(config, spec, robot, clusters)
-
-    space = space_of(None)
+    space = search_space(config, spec, robot)
     period = float(robot.dt)
     for env in bodies.values():
         env.close()
@@ -267,15 +262,11 @@ def plan(config: Config) -> tuple[NetworkSpec, Callable[[np.ndarray | None], Sea
             f"population {population} over {space.size:,} parameters needs {need / 2**30:.0f} GiB "
             f"for each update (at most {MAX_UPDATE_BYTES >> 30}); lower population or hidden"
         )
-    return spec, space_of, period
+    return spec, robot, period
 
 
 def merged(
-    config: Config,
-    spec: NetworkSpec,
-    space_of: Callable[[np.ndarray | None], SearchSpace],
-    state: ESState,
-    space: SearchSpace,
+    config: Config, spec: NetworkSpec, robot: Any, state: ESState, space: SearchSpace
 ) -> tuple[ESState, np.ndarray]:
     """Evolve-and-merge at the end of generation ``state.generation``: the mean's rules clustered into the
     schedule's next count, the ES state moved to one rule per cluster (each its cluster's mean; Adam's
@@ -283,10 +274,8 @@ def merged(
     step = state.generation // config.search.merge_every
     count = config.search.merge_to[step - 1]
     full = space.expand(state.mean)
-    clusters = merge(
-        config.network.genome_kind, spec, full, count, derive_seed(config.seed, state.generation, 0xE46E)
-    )
-    mean = space_of(clusters).reduce(full)
+    clusters = merge(config, spec, robot, full, count, derive_seed(config.seed, state.generation, 0xE46E))
+    mean = search_space(config, spec, robot, clusters).reduce(full)
     zeros = np.zeros_like(mean)
     return replace(state, mean=mean, adam_m=zeros, adam_v=zeros), clusters
 
@@ -300,7 +289,11 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
             f"cannot resume: {out} holds no checkpoint.npz (no generation finished); start it again with "
             f"evolve --config {out}/config.yaml --out {out}"
         )
-    spec, space_of, period = plan(config)
+    spec, robot, period = plan(config)
+
+    def space_of(clusters: np.ndarray | None) -> SearchSpace:
+        return search_space(config, spec, robot, clusters)
+
     es = OpenAIES(es_params(config), config.seed)
     bodies = len(config.training.train_damages)
     clusters = None
@@ -371,7 +364,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
                 and state.generation % merge_every == 0
                 and state.generation // merge_every <= len(merge_to)
             ):
-                state, clusters = merged(config, spec, space_of, state, space)
+                state, clusters = merged(config, spec, robot, state, space)
                 space = space_of(clusters)
                 record.update(merged_to=int(np.unique(clusters).size), searched_parameters=space.size)
             seconds = time.perf_counter() - t0

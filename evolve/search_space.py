@@ -150,19 +150,35 @@ def sharing_ties(kind: str, spec: NetworkSpec, rules: str) -> Ties:
     return a_all, b_all, np.ones(a_all.size)
 
 
+def _synapse_parameters(kind: str, spec: NetworkSpec) -> np.ndarray:
+    """Each synapse's rule coefficients' indices in the genome's vector: one row per synapse, layers in
+    order."""
+    return np.concatenate(
+        [
+            offset + np.arange(n_in * n_out * k).reshape(n_in * n_out, k)
+            for offset, (n_in, n_out, k) in _coefficient_offsets(kind, spec)
+        ]
+    )
+
+
 def cluster_ties(kind: str, spec: NetworkSpec, clusters: np.ndarray) -> Ties:
-    """Every synapse's rule tied to its cluster's (``clusters``: one label per synapse, layers in order)."""
-    rows = [
-        offset + np.arange(n_in * n_out * k).reshape(n_in * n_out, k)
-        for offset, (n_in, n_out, k) in _coefficient_offsets(kind, spec)
-    ]
-    synapses = np.concatenate(rows)
+    """Every clustered synapse's rule tied to its cluster's (``clusters``: one label per synapse, layers in
+    order; -1 for a synapse that follows its mirror image's instead)."""
+    synapses = _synapse_parameters(kind, spec)
     if clusters.shape != (len(synapses),):
         raise ValueError(f"{clusters.shape[0]} cluster labels for {len(synapses)} synapses")
+    clustered = np.flatnonzero(clusters >= 0)
     first = np.full(int(clusters.max()) + 1, -1)
-    for s in range(len(clusters) - 1, -1, -1):  # each cluster's first synapse stands for it
-        first[clusters[s]] = s
-    return synapses.reshape(-1), synapses[first[clusters]].reshape(-1), np.ones(synapses.size)
+    first[clusters[clustered[::-1]]] = clustered[::-1]  # each cluster's first synapse stands for it
+    a, b = synapses[clustered], synapses[first[clusters[clustered]]]
+    return a.reshape(-1), b.reshape(-1), np.ones(a.size)
+
+
+def synapse_partners(kind: str, spec: NetworkSpec, mirror: Mirror) -> np.ndarray:
+    """Each synapse's mirror image (its index among the synapses, layers in order)."""
+    first = _synapse_parameters(kind, spec)[:, 0]
+    _, partner, _ = mirror_ties(kind, spec, mirror)
+    return np.searchsorted(first, partner[first])
 
 
 def rule_matrix(kind: str, spec: NetworkSpec, full: np.ndarray) -> np.ndarray:
@@ -201,12 +217,23 @@ def search_space(
     return SearchSpace.tied(Genome.parameter_count(kind, spec), ties)
 
 
-def merge(kind: str, spec: NetworkSpec, full: np.ndarray, count: int, seed: int) -> np.ndarray:
+def merge(
+    config: Config, spec: NetworkSpec, robot: object, full: np.ndarray, count: int, seed: int
+) -> np.ndarray:
     """Evolve-and-merge's step: the synapses' rules (from a genome's full vector) grouped into ``count``
     clusters by k-means (:func:`controller.rules.cluster_rules`, from ``seed``); the search then goes on
-    over one rule per cluster, each starting at its cluster's mean (``SearchSpace.reduce``)."""
-    _, labels, _ = cluster_rules(rule_matrix(kind, spec, full), count, seed)
-    return labels
+    over one rule per cluster, each starting at its cluster's mean (``SearchSpace.reduce``). With the
+    mirror, only one synapse of each mirror pair is clustered (-1 for the other, which follows it through
+    the mirror's signs): clustering both would tie pairs of clusters together through the mirror."""
+    kind = config.network.genome_kind
+    rules = rule_matrix(kind, spec, full)
+    chosen = np.ones(len(rules), dtype=bool)
+    if config.search.symmetry == "mirror":
+        chosen = np.arange(len(rules)) <= synapse_partners(kind, spec, robot.mirror)
+    _, labels, _ = cluster_rules(rules[chosen], count, seed)
+    clusters = np.full(len(rules), -1)
+    clusters[chosen] = labels
+    return clusters
 
 
 def _reflected_neurons(spec: NetworkSpec, mirror: Mirror) -> list[tuple[np.ndarray, np.ndarray]]:

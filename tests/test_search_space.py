@@ -198,6 +198,23 @@ def test_a_merging_run_ends_with_its_clusters_rules_and_resumes_across_a_merge(t
 def test_merge_groups_rules_with_k_means():
     spec = NetworkSpec((4, 3), ("tanh",), rule="ABCD_lr")
     rules = np.repeat(np.eye(5)[:3] * 4, 4, axis=0)  # 12 synapses, 3 distinct rules
-    clusters = merge("hebbian", spec, rules.reshape(-1), 3, seed=0)
+    clusters = merge(make_config({}), spec, None, rules.reshape(-1), 3, seed=0)
     assert len(set(clusters.tolist())) == 3
     assert all(len(set(clusters[k * 4 : (k + 1) * 4].tolist())) == 1 for k in range(3))
+
+
+def test_merging_under_the_mirror_clusters_one_synapse_of_each_pair_and_keeps_the_count():
+    """Clustering both synapses of a mirror pair would tie clusters together through the mirror (and pin
+    their odd terms): one of each pair is clustered, the other follows it, so 380 clusters stay 380 rules
+    of 5 values, each with its mirror image."""
+    config = make_config({"symmetry": "mirror"})
+    env = sim.make("ant")
+    spec = network_spec(config, env.observation_space, env.action_space)
+    full = load_genome("ant-faults").to_vector()
+    clusters = merge(config, spec, env.unwrapped, full, 380, seed=0)
+    assert len(set(clusters[clusters >= 0].tolist())) == 380 and (clusters < 0).sum() > 5000
+    space = search_space(config, spec, env.unwrapped, clusters)
+    assert 1800 <= space.size <= 1900  # 380 x 5, less the odd terms of self-mirrored groups
+    merged = Genome.from_vector("hebbian", spec, "ant", space.expand(space.reduce(full)))
+    rows = np.concatenate([c.reshape(-1, 5) for c in merged.coefficients])
+    assert len(np.unique(rows[clusters >= 0], axis=0)) == 380
