@@ -12,6 +12,9 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("Box2D")
 
+import pygame  # noqa: E402
+from gymnasium.envs.box2d.car_racing import WINDOW_H, WINDOW_W, CarRacing  # noqa: E402
+from pygame import gfxdraw  # noqa: E402
 from scripted_env import ScriptedEnv  # noqa: E402
 
 import sim  # noqa: E402
@@ -20,7 +23,13 @@ from controller.conv import FRONTENDS, ConvFrontEnd  # noqa: E402
 from controller.genome import Genome  # noqa: E402
 from controller.loop import EarlyStop, run_lifetime  # noqa: E402
 from controller.network import NetworkSpec, StaticNetwork, task_spec  # noqa: E402
-from sim.carracing import CarRacingEnv, preprocess, squash  # noqa: E402
+from sim.carracing import (  # noqa: E402
+    CarRacingEnv,
+    covers_canvas,
+    preprocess,
+    rotate,
+    squash,
+)
 from sim.damage import SpecError  # noqa: E402
 
 ROLLOUT = Path(__file__).parent / "data" / "carracing_rollout.npz"
@@ -36,11 +45,21 @@ def rollout(env: gymnasium.Env) -> dict[str, np.ndarray]:
         digests.append(hashlib.sha256(obs.tobytes()).digest())
         rng = np.random.default_rng(seed)
         for _ in range(steps):
-            obs, reward, *_ = env.step(rng.normal(0.0, 1.0, 3) + (0.0, 1.0, -3.0))
+            obs, reward, *_ = env.step(raw_outputs(rng))
             digests.append(hashlib.sha256(obs.tobytes()).digest())
             rewards.append(reward)
     digests = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
     return {"digests": digests, "rewards": np.array(rewards)}
+
+
+class GymnasiumRenderer(CarRacingEnv):
+    """The environment with gymnasium's own CarRacing drawing the frames."""
+
+    box2d = CarRacing
+
+
+def raw_outputs(rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(0.0, 1.0, 3) + (0.0, 1.0, -3.0)
 
 
 TINY = StaticNetwork(NetworkSpec((1, 1), ("tanh",)), [np.zeros((1, 1), np.float32)])
@@ -201,3 +220,51 @@ def test_a_seeded_rollout_sees_the_pixels_and_rewards_it_saw_before_the_renderer
     assert np.array_equal(seen["rewards"], expected["rewards"])
     differ = np.flatnonzero((seen["digests"] != expected["digests"]).any(axis=1))
     assert differ.size == 0, f"observations {differ.tolist()} differ"
+
+
+def test_the_renderer_draws_gymnasiums_frames_bit_for_bit():
+    ours, theirs = CarRacingEnv(), GymnasiumRenderer()
+    for seed, steps in EPISODES:
+        assert np.array_equal(ours.reset(seed=seed)[0], theirs.reset(seed=seed)[0])
+        rng = np.random.default_rng(seed)
+        for step in range(steps):
+            action = raw_outputs(rng)
+            (obs, reward, *_), (expected, expected_reward, *_) = ours.step(action), theirs.step(action)
+            assert np.array_equal(obs, expected) and reward == expected_reward, f"seed {seed}, step {step}"
+
+
+def test_rotation_is_pygames_to_the_last_bit():
+    rng = np.random.default_rng(0)
+    points = rng.normal(0.0, 300.0, (50, 2))
+    quarter = np.pi / 2
+    angles = [*rng.uniform(-20.0, 20.0, 30), 0.0, -0.0, quarter, -quarter, 3 * quarter, 4 * quarter, 1e-7]
+    angles += [quarter + 5e-7, quarter + 2e-6, -np.pi, 2 * np.pi - 1e-7, 1e3]
+    for angle in angles:
+        x, y = rotate(points[:, 0], points[:, 1], angle)
+        expected = np.array([tuple(pygame.math.Vector2(*p).rotate_rad(angle)) for p in points])
+        assert np.array_equal(np.stack([x, y], axis=1), expected), angle
+
+
+def test_a_polygon_covering_the_canvas_paints_what_a_fill_paints():
+    """The renderer fills the canvas instead of drawing a background that covers it."""
+    rng = np.random.default_rng(0)
+    colour = np.array([102, 204, 102])
+    covering = 0
+    for _ in range(40):
+        half, angle = rng.uniform(400.0, 1200.0), rng.uniform(0.0, 2 * np.pi)
+        corners = np.array([(1, 1), (1, -1), (-1, -1), (-1, 1)]) * half
+        x, y = rotate(corners[:, 0], corners[:, 1], angle)
+        x, y = x + WINDOW_W / 2 + rng.uniform(-300, 300), y + WINDOW_H / 2 + rng.uniform(-300, 300)
+        if not covers_canvas(x, y):
+            continue
+        covering += 1
+        drawn, filled = pygame.Surface((WINDOW_W, WINDOW_H)), pygame.Surface((WINDOW_W, WINDOW_H))
+        poly = list(zip(x.tolist(), y.tolist(), strict=True))
+        gfxdraw.aapolygon(drawn, poly, colour)
+        gfxdraw.filled_polygon(drawn, poly, colour)
+        filled.fill(colour)
+        assert np.array_equal(pygame.surfarray.pixels3d(drawn), pygame.surfarray.pixels3d(filled))
+    assert 5 <= covering < 40  # some squares cover the canvas, some do not
+    assert not covers_canvas(
+        np.array([0.0, WINDOW_W, WINDOW_W, 0.0]), np.array([0.0, 0.0, WINDOW_H, WINDOW_H])
+    )
