@@ -20,14 +20,21 @@ dropout of a colour channel, latency) does. ``render()`` returns what the car se
 Speed: :class:`StatePixels` draws the same 96x96 frame as gymnasium's CarRacing, bit for bit, in
 under half the time: gymnasium moves each of the ~800 polygons of the playfield through pygame vectors
 in Python to find the ~60 on screen, paints the background as a polygon over the whole screen and
-loads its font from disk every frame. tests/test_carracing.py holds a seeded rollout's observations
-and rewards to those recorded before, and to gymnasium's renderer in-process.
+loads its font from disk every frame. :func:`preprocess` keeps its products on one OpenBLAS thread
+(:func:`one_blas_thread`), the same bits without the threads' waits on a busy machine.
+tests/test_carracing.py holds a seeded rollout's observations and rewards to those recorded before
+either change, and to gymnasium's renderer in-process; bench/carracing_step.py times both paths.
 """
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -67,11 +74,55 @@ def area_matrix(source: int, target: int) -> np.ndarray:
     return (overlap * target / source).astype(np.float32)
 
 
-def preprocess(frame: np.ndarray) -> np.ndarray:
-    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1]."""
+@cache
+def openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """The thread-count getter and setter of the OpenBLAS bundled in numpy's wheel, or None (another
+    BLAS, or a numpy built against the system's)."""
+    root = Path(np.__file__).parent
+    for path in sorted([*root.parent.glob("numpy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]):
+        try:
+            blas = ctypes.CDLL(str(path))  # the copy numpy loaded: same file, same handle
+        except OSError:
+            continue
+        for prefix, suffix in itertools.product(("scipy_openblas", "openblas"), ("64_", "")):
+            get = getattr(blas, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(blas, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                return get, put
+    return None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's matmuls on one OpenBLAS thread meanwhile. OpenBLAS splits a product of preprocess's size
+    over threads, and on a machine whose cores are busy (an evolution's other workers) the threads wait
+    for each other: a frame then took 10-45 ms instead of 0.2 ms. OpenBLAS's threads split the output,
+    not the sums: the result is the same bits (tests/test_carracing.py checks it where it runs)."""
+    threads = openblas_threads()
+    if threads is None:
+        yield
+        return
+    get, put = threads
+    before = get()
+    put(1)
+    try:
+        yield
+    finally:
+        put(before)
+
+
+def area_resize(frame: np.ndarray) -> np.ndarray:
+    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1], on as many BLAS threads as numpy's."""
     rows, cols = area_matrix(frame.shape[0], SIZE), area_matrix(frame.shape[1], SIZE)
     channels = np.moveaxis(frame, 2, 0).astype(np.float32) / 255.0
     return np.clip(rows @ channels @ cols.T, 0.0, 1.0)
+
+
+def preprocess(frame: np.ndarray) -> np.ndarray:
+    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1]: :func:`area_resize` on one thread."""
+    with one_blas_thread():
+        return area_resize(frame)
 
 
 def squash(outputs: np.ndarray) -> np.ndarray:

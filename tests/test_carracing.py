@@ -25,7 +25,9 @@ from controller.loop import EarlyStop, run_lifetime  # noqa: E402
 from controller.network import NetworkSpec, StaticNetwork, task_spec  # noqa: E402
 from sim.carracing import (  # noqa: E402
     CarRacingEnv,
+    area_resize,
     covers_canvas,
+    openblas_threads,
     preprocess,
     rotate,
     squash,
@@ -231,6 +233,17 @@ def test_the_renderer_draws_gymnasiums_frames_bit_for_bit():
             action = raw_outputs(rng)
             (obs, reward, *_), (expected, expected_reward, *_) = ours.step(action), theirs.step(action)
             assert np.array_equal(obs, expected) and reward == expected_reward, f"seed {seed}, step {step}"
+
+
+def test_one_blas_thread_resizes_to_the_same_bits_and_gives_the_threads_back():
+    rng = np.random.default_rng(0)
+    env = CarRacingEnv()
+    env.reset(seed=0)
+    threads = openblas_threads()
+    before = threads[0]() if threads else None
+    for frame in [env._car.state, *rng.integers(0, 256, (10, 96, 96, 3), dtype=np.uint8)]:
+        assert np.array_equal(preprocess(frame), area_resize(frame))
+    assert (threads[0]() if threads else None) == before
 
 
 def test_rotation_is_pygames_to_the_last_bit():
