@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from controller.files import atomic_write
-from controller.genome import Genome, load_genome, save_genome
+from controller.genome import COEVOLVE, Genome, load_genome, save_genome
 from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, flat_values, make_config, read_mapping
@@ -235,6 +235,8 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
         return rng.normal(0.0, search.parameter_init_std, space.size)
     genome = load_genome(search.init_from)
+    if genome.kind == kind and spec.init == COEVOLVE and replace(genome.spec, init=COEVOLVE) == spec:
+        genome = with_drawn_weights(genome, spec, derive_seed(config.seed, 0x1417))
     if genome.kind != kind or genome.spec != spec:
         raise ConfigError(
             f"config key 'init_from': {search.init_from} is a {genome.kind} genome with layers "
@@ -242,6 +244,17 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
             f"{kind} genome with layers {list(spec.layer_sizes)} and rule {spec.rule}"
         )
     return space.reduce(genome.to_vector())
+
+
+def with_drawn_weights(genome: Genome, spec: NetworkSpec, seed: int) -> Genome:
+    """A rules-only Hebbian genome as the start of an ``init: coevolve`` run: its rules, and initial
+    weights drawn once, uniform(-0.1, 0.1) as its lifetimes drew them. Why: co-evolution can then start
+    from a walker evolved without it, and walks as well as it from the first generation."""
+    if genome.coevolved:
+        return genome
+    rng = np.random.default_rng(seed)
+    weights = [rng.uniform(-0.1, 0.1, c.shape[:2]).astype(np.float32) for c in genome.coefficients]
+    return replace(genome, spec=spec, weights=weights)
 
 
 def plan(config: Config) -> tuple[NetworkSpec, Any, float]:

@@ -14,6 +14,9 @@ from controller.genome import Genome, load_genome, save_genome
 from controller.loop import run_lifetime
 from controller.network import task_spec
 from evolve.cli import main as evolve
+from evolve.config import ConfigError, make_config, read_mapping
+from evolve.run import initial_mean, plan
+from evolve.search_space import search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDS = {"ant": "mujoco", "ant-bullet": "pybullet", "carracing": "Box2D"}
@@ -74,3 +77,29 @@ def test_evolve_coevolves_the_initial_weights(config, tmp_path):
     network = genome.build("numpy")
     network.reset(np.random.default_rng(0))
     assert np.array_equal(network.weights[0], genome.weights[0])
+
+
+def test_a_coevolved_run_starts_from_a_rules_only_genome(tmp_path):
+    """init_from a genome evolved without initial weights: its rules, and weights drawn once from the seed."""
+    values = read_mapping(ROOT / "launch" / "smoke" / "ant.yaml")
+    rules_only = make_config(values)
+    spec, _, _ = plan(rules_only)
+    vector = np.random.default_rng(3).normal(0.0, 0.5, Genome.parameter_count("hebbian", spec))
+    source = save_genome(Genome.from_vector("hebbian", spec, "ant", vector), tmp_path / "rules.npz")
+
+    def start(seed: int, **more) -> Genome:
+        config = make_config({**values, "init": "coevolve", "init_from": str(source), "seed": seed, **more})
+        spec, robot, _ = plan(config)
+        mean = initial_mean(config, spec, search_space(config, spec, robot))
+        return Genome.from_vector("hebbian", spec, "ant", search_space(config, spec, robot).expand(mean))
+
+    genome = start(0)
+    assert genome.coevolved
+    for mine, theirs in zip(genome.coefficients, load_genome(source).coefficients, strict=True):
+        assert np.array_equal(mine, theirs)
+    drawn = np.concatenate([w.ravel() for w in genome.weights])
+    assert np.all(np.abs(drawn) <= 0.1) and drawn.std() > 0.05  # uniform(-0.1, 0.1), as its lifetimes drew
+    assert np.array_equal(start(0).to_vector(), genome.to_vector())
+    assert not np.array_equal(start(1).weights[0], genome.weights[0])
+    with pytest.raises(ConfigError, match="init_from"):  # other layers: still refused
+        start(0, hidden=[8])
