@@ -35,7 +35,7 @@ from controller.genome import Genome
 from controller.loop import run_lifetime
 from evolve.backends import CHUNKS_PER_WORKER, LocalBackend
 from evolve.config import Config, load_config
-from evolve.fitness import Job, Result, make_bodies, network_spec, pair_jobs, task_sizes
+from evolve.fitness import Batch, Job, Result, make_bodies, network_spec, pair_jobs, task_sizes
 from evolve.openai_es import OpenAIES, Population
 from evolve.run import es_params
 
@@ -86,12 +86,12 @@ def measure(
     zero_pool = mp.get_context("spawn").Pool(workers, initializer=_init_zero_worker, initargs=(config,))
     generations, replays = [], []
     try:
-        backend.run(population, pair_jobs(config, 0))  # warm-up
+        backend.run(Batch(population, pair_jobs(config, 0)))  # warm-up
         zero_pool.map(_zero_steps, [[((), 0, 10)]] * workers)
         for generation in range(1, repeats + 1):
             jobs = pair_jobs(config, generation)
             t0 = time.perf_counter()
-            results = backend.run(population, jobs)
+            results = backend.run(Batch(population, jobs))
             wall = time.perf_counter() - t0
             generations.append(Timing(sum(r.env_steps for r in results), wall, sum(r.cpu_s for r in results)))
             lifetimes = lifetimes_of(jobs, results)

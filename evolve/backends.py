@@ -13,13 +13,11 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
-import numpy as np
-
 from evolve.config import Config, ConfigError
-from evolve.fitness import Evaluator, Job, Result
-from evolve.openai_es import Population
+from evolve.fitness import Batch, Evaluator, Job, Result
 
 _worker: Evaluator | None = None
 
@@ -27,13 +25,7 @@ _worker: Evaluator | None = None
 class Backend(Protocol):
     workers: int
 
-    def run(
-        self,
-        population: Population,
-        jobs: Sequence[Job],
-        ticks: int | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> list[Result]: ...
+    def run(self, batch: Batch) -> list[Result]: ...
 
     def close(self) -> None: ...
 
@@ -45,9 +37,8 @@ def _init_worker(config: Config) -> None:
     _worker = Evaluator(config)
 
 
-def _run_chunk(args: tuple[Population, list[Job], int | None, np.ndarray | None]) -> list[Result]:
-    population, jobs, ticks, clusters = args
-    return _worker.run(population, jobs, ticks, clusters)
+def _run_chunk(batch: Batch) -> list[Result]:
+    return _worker.run(batch)
 
 
 # Chunks per worker: many, so lifetimes that stop early balance ones that run to the end (the
@@ -73,16 +64,9 @@ class LocalBackend:
         context = mp.get_context("spawn")  # no forked MuJoCo or numba state; same on every OS
         self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(config,))
 
-    def run(
-        self,
-        population: Population,
-        jobs: Sequence[Job],
-        ticks: int | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> list[Result]:
-        chunks = _chunks(jobs, self.workers)
-        results = self._pool.imap(_run_chunk, [(population, c, ticks, clusters) for c in chunks])
-        return [r for chunk in results for r in chunk]
+    def run(self, batch: Batch) -> list[Result]:
+        chunks = [replace(batch, jobs=c) for c in _chunks(batch.jobs, self.workers)]
+        return [r for chunk in self._pool.imap(_run_chunk, chunks) for r in chunk]
 
     def close(self) -> None:
         self._pool.terminate()
@@ -127,20 +111,12 @@ class RayBackend:
         actor = ray.remote(num_cpus=1)(Evaluator)
         self._actors = [actor.remote(config) for _ in range(self.workers)]
 
-    def run(
-        self,
-        population: Population,
-        jobs: Sequence[Job],
-        ticks: int | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> list[Result]:
+    def run(self, batch: Batch) -> list[Result]:
         from ray.util import ActorPool
 
-        population_ref, clusters_ref = self._ray.put(population), self._ray.put(clusters)
-        results = ActorPool(self._actors).map(  # in order; each chunk to the next idle actor
-            lambda actor, chunk: actor.run.remote(population_ref, chunk, ticks, clusters_ref),
-            _chunks(jobs, self.workers),
-        )
+        chunks = [replace(batch, jobs=c) for c in _chunks(batch.jobs, self.workers)]
+        # in order; each chunk to the next idle actor
+        results = ActorPool(self._actors).map(lambda actor, chunk: actor.run.remote(chunk), chunks)
         return [r for chunk in results for r in chunk]
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ one environment per morphology alive between jobs, so a generation never rebuild
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gymnasium
@@ -29,6 +30,17 @@ class Job:
     member: int | None  # ES member index, or None for the mean genome
     morphologies: tuple[tuple[str, ...], ...]  # damages of each body to average over
     seeds: tuple[int, ...]  # one lifetime per seed on each body (env reset and initial weights)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a backend runs: jobs on one population, lifetimes of ``ticks`` (None: the config's), in the
+    search space of the run's last rule ``clusters`` (None: no merge yet)."""
+
+    population: Population
+    jobs: Sequence[Job]
+    ticks: int | None = None
+    clusters: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -213,19 +225,14 @@ class Evaluator:
         self._clusters: np.ndarray | None = None
         self._early_stop = EarlyStop.of(self._envs[()]) if config.fitness.early_stop else None
 
-    def run(
-        self,
-        population: Population,
-        jobs: list[Job],
-        ticks: int | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> list[Result]:
-        """The jobs' results; ``clusters``: the rule clusters of the run's last merge, which the
-        population's vectors are in (the space is rebuilt when they change)."""
+    def run(self, batch: Batch) -> list[Result]:
+        """The jobs' results (the search space is rebuilt when the batch's rule clusters change)."""
+        clusters = batch.clusters
         if not (clusters is None and self._clusters is None or np.array_equal(clusters, self._clusters)):
             self.space = search_space(self.config, self.spec, self._envs[()].unwrapped, clusters)
             self._clusters = clusters
-        return [self.run_job(population, job, ticks or self.config.fitness.ticks) for job in jobs]
+        ticks = batch.ticks or self.config.fitness.ticks
+        return [self.run_job(batch.population, job, ticks) for job in batch.jobs]
 
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:
         c, terms = self.config, self.config.fitness

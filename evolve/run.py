@@ -33,6 +33,7 @@ from controller.network import NetworkSpec
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, flat_values, make_config, read_mapping
 from evolve.fitness import (
+    Batch,
     Job,
     Result,
     body_deficits,
@@ -150,7 +151,7 @@ def validate(
     """Mean distance of the mean genome per body; the record's fields, the train bodies' deficits and
     the env steps it took."""
     jobs = validation_jobs(config, population.generation)
-    results = backend.run(population, jobs, config.validation.validation_ticks, clusters)
+    results = backend.run(Batch(population, jobs, config.validation.validation_ticks, clusters))
     per_body: dict[tuple[str, ...], list[float]] = {}
     for job, result in zip(jobs, results, strict=True):
         per_body.setdefault(job.morphologies[0], []).append(result.walked)
@@ -359,7 +360,7 @@ def evolve(config: Config, out: Path, resume: bool = False, ray_address: str | N
         while state.generation < generations:
             t0 = time.perf_counter()
             jobs, population = pair_jobs(config, state.generation, deficits), es.population(state)
-            results = backend.run(population, jobs, clusters=clusters)
+            results = backend.run(Batch(population, jobs, clusters=clusters))
             fitness = np.array([r.fitness for r in results])
             record = {"generation": state.generation, **population_stats(fitness, results)}
             state = es.tell(state, utility(config, population, jobs, results))

@@ -32,6 +32,7 @@ from evolve.config import (
     make_config,
 )
 from evolve.fitness import (
+    Batch,
     Evaluator,
     GaitTerms,
     Job,
@@ -604,9 +605,8 @@ def test_local_and_ray_backends_give_identical_fitness_arrays():
         arrays = []
         try:
             for generation in range(2):
-                fitness = np.array(
-                    [r.fitness for r in backend.run(es.population(state), pair_jobs(config, generation))]
-                )
+                batch = Batch(es.population(state), pair_jobs(config, generation))
+                fitness = np.array([r.fitness for r in backend.run(batch)])
                 arrays.append(fitness)
                 state = es.tell(state, centred_ranks(fitness))
         finally:
