@@ -136,7 +136,8 @@ def _plot_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (a scheduler, ``kill``) stops the run like Ctrl-C: the last generation is saved."""
+    """SIGTERM (a scheduler, ``kill``) and SIGINT stop the run like Ctrl-C: the last generation is saved.
+    SIGINT too, since a shell starts a background job (``evolve ... &``) with SIGINT ignored."""
     raise KeyboardInterrupt
 
 
@@ -144,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     is_plot = bool(argv) and argv[0] == "plot"
     args = (_plot_parser() if is_plot else _parser()).parse_args(argv[1:] if is_plot else argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def interrupted() -> str:
         target = getattr(args, "resume", None) or getattr(args, "out", None) or "runs/NAME"
@@ -153,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_command(lambda: plot(args) if is_plot else run(args), lambda: (SpecError,), interrupted)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ RESUMABLE = [
 ]
 
 
-def evolve_process(*args: str) -> subprocess.Popen:
+def evolve_process(*args: str, preexec: Callable[[], None] = terminal_sigint) -> subprocess.Popen:
     """``evolve`` in its own process group, as a terminal would run it (Ctrl-C reaches the workers too)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
@@ -72,7 +73,7 @@ def evolve_process(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=terminal_sigint,
+        preexec_fn=preexec,
     )
 
 
@@ -184,6 +185,21 @@ def test_ctrl_c_saves_and_exits_cleanly_then_resumes(tmp_path, uninterrupted):
     code, _, err = finish(evolve_process("--resume", str(run), "--workers", "2"))
     assert code == 0, err
     assert np.array_equal(genome_vector(run / "final.npz"), genome_vector(uninterrupted / "final.npz"))
+
+
+def test_sigint_stops_a_run_started_as_a_background_job(tmp_path):
+    """A shell starts ``evolve ... &`` with SIGINT ignored; ``kill -INT`` must still stop and save it."""
+    run = tmp_path / "background"
+    ignored = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    process = evolve_process(
+        "--config", SMOKE, "--out", str(run), *RESUMABLE, "--set", "ticks=3000", preexec=ignored
+    )
+    wait_for_generations(run, 1, process)
+    time.sleep(1)  # mid-generation (3000 ticks), not while it saves, when SIGINT is always caught
+    process.send_signal(signal.SIGINT)  # the main process only: its workers ignore SIGINT anyway
+    code, _, err = finish(process)
+    assert code == 130, err
+    assert f"evolve --resume {run}" in err and (run / "checkpoint.npz").is_file()
 
 
 def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
