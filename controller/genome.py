@@ -180,6 +180,7 @@ SHIPPED = {
     "servo-quad-static": "servo_quad_static.npz",
     "ant-faults": "ant_faults.npz",
     "ant-faults-static": "ant_faults_static.npz",
+    "ant-faults-coevolve": "ant_faults_coevolve.npz",
     "ant-merge": "ant_merge.npz",
     "servo-quad-faults": "servo_quad_faults.npz",
     "servo-quad-faults-static": "servo_quad_faults_static.npz",
