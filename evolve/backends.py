@@ -114,9 +114,10 @@ class RayBackend:
     def run(self, batch: Batch) -> list[Result]:
         from ray.util import ActorPool
 
-        chunks = [replace(batch, jobs=c) for c in _chunks(batch.jobs, self.workers)]
-        # in order; each chunk to the next idle actor
-        results = ActorPool(self._actors).map(lambda actor, chunk: actor.run.remote(chunk), chunks)
+        shared = self._ray.put(replace(batch, jobs=()))  # the population and clusters once per call
+        results = ActorPool(self._actors).map(  # in order; each chunk to the next idle actor
+            lambda actor, chunk: actor.run.remote(shared, chunk), _chunks(batch.jobs, self.workers)
+        )
         return [r for chunk in results for r in chunk]
 
     def close(self) -> None:

@@ -137,7 +137,7 @@ def _plot_parser() -> argparse.ArgumentParser:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     """SIGTERM (a scheduler, ``kill``) and SIGINT stop the run like Ctrl-C: the last generation is saved.
-    SIGINT too, since a shell starts a background job (``evolve ... &``) with SIGINT ignored."""
+    SIGINT is set too because a shell starts a background job (``evolve ... &``) with it ignored."""
     raise KeyboardInterrupt
 
 

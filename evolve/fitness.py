@@ -225,14 +225,15 @@ class Evaluator:
         self._clusters: np.ndarray | None = None
         self._early_stop = EarlyStop.of(self._envs[()]) if config.fitness.early_stop else None
 
-    def run(self, batch: Batch) -> list[Result]:
-        """The jobs' results (the search space is rebuilt when the batch's rule clusters change)."""
+    def run(self, batch: Batch, jobs: Sequence[Job] | None = None) -> list[Result]:
+        """The results of ``jobs``, a chunk of the batch's (default: all of them); the search space is
+        rebuilt when the batch's rule clusters change."""
         clusters = batch.clusters
         if not (clusters is None and self._clusters is None or np.array_equal(clusters, self._clusters)):
             self.space = search_space(self.config, self.spec, self._envs[()].unwrapped, clusters)
             self._clusters = clusters
         ticks = batch.ticks or self.config.fitness.ticks
-        return [self.run_job(batch.population, job, ticks) for job in batch.jobs]
+        return [self.run_job(batch.population, job, ticks) for job in (batch.jobs if jobs is None else jobs)]
 
     def run_job(self, population: Population, job: Job, ticks: int) -> Result:
         c, terms = self.config, self.config.fitness

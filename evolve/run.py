@@ -236,7 +236,8 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
         return rng.normal(0.0, search.parameter_init_std, space.size)
     genome = load_genome(search.init_from)
-    if genome.kind == kind and spec.init == COEVOLVE and replace(genome.spec, init=COEVOLVE) == spec:
+    rules_only = genome.kind == kind and not genome.coevolved and spec.init == COEVOLVE
+    if rules_only and replace(genome.spec, init=COEVOLVE) == spec:
         genome = with_drawn_weights(genome, spec, derive_seed(config.seed, 0x1417))
     if genome.kind != kind or genome.spec != spec:
         raise ConfigError(
@@ -248,14 +249,12 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
 
 
 def with_drawn_weights(genome: Genome, spec: NetworkSpec, seed: int) -> Genome:
-    """A rules-only Hebbian genome as the start of an ``init: coevolve`` run: its rules, and initial
-    weights drawn once, uniform(-0.1, 0.1) as its lifetimes drew them. Why: co-evolution can then start
-    from a walker evolved without it, and walks as well as it from the first generation."""
-    if genome.coevolved:
-        return genome
-    rng = np.random.default_rng(seed)
-    weights = [rng.uniform(-0.1, 0.1, c.shape[:2]).astype(np.float32) for c in genome.coefficients]
-    return replace(genome, spec=spec, weights=weights)
+    """A rules-only Hebbian genome as the start of an ``init: coevolve`` run: its rules, and the initial
+    weights one of its lifetimes starts from (its network's own draw, from ``seed``). Why: co-evolution can
+    then start from a walker evolved without it, and walks as well as it from the first generation."""
+    network = genome.build("numpy")
+    network.reset(np.random.default_rng(seed))
+    return replace(genome, spec=spec, weights=[w.copy() for w in network.weights])
 
 
 def plan(config: Config) -> tuple[NetworkSpec, Any, float]:

@@ -90,8 +90,8 @@ def test_a_coevolved_run_starts_from_a_rules_only_genome(tmp_path):
     def start(seed: int, **more) -> Genome:
         config = make_config({**values, "init": "coevolve", "init_from": str(source), "seed": seed, **more})
         spec, robot, _ = plan(config)
-        mean = initial_mean(config, spec, search_space(config, spec, robot))
-        return Genome.from_vector("hebbian", spec, "ant", search_space(config, spec, robot).expand(mean))
+        space = search_space(config, spec, robot)
+        return Genome.from_vector("hebbian", spec, "ant", space.expand(initial_mean(config, spec, space)))
 
     genome = start(0)
     assert genome.coevolved
