@@ -1,9 +1,11 @@
-"""One compiled call per tick: every layer's forward pass and Hebbian update, fused.
+"""One compiled call per tick: every layer's forward pass and, in a Hebbian network, its update.
 
-Optional (needs numba). Same state layout and the same float32 operations, in the same order, as the
-numpy path in :mod:`controller.network`, so the two agree to float32 rounding: the only differences
-are the order of the forward pass's sums (numpy hands them to BLAS) and tanh (computed here in
-float64 and rounded once: the nearest float32 on every value tested, where numpy's is often 1 ulp off).
+The default backend of every network (numba is a core dependency). Same state layout and the same
+float32 operations, in the same order, as the numpy path in :mod:`controller.network`, so the two
+agree to float32 rounding: the only differences are the order of the forward pass's sums (numpy
+hands them to BLAS, whose kernel, and so its rounding, follows the CPU; here one fixed order, so a
+genome walks the same on every install) and tanh (computed here in float64 and rounded once: the
+nearest float32 on every value tested, where numpy's is often 1 ulp off).
 
 Written for the vectoriser: no fastmath (every product and sum rounds as numpy's does), no Python
 error checks in the loops (``error_model="numpy"``: a checked division stops LLVM vectorising a
@@ -216,27 +218,47 @@ def _update_normalised(w: np.ndarray, terms: tuple, x: np.ndarray, y: np.ndarray
         _divide(w, peak, _float32_from_bits(low))
 
 
-@numba.njit(**_JIT)
-def tick(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
-    """Load the observation, then forward and update, layer by layer, on the network's buffer.
-
-    The buffer holds the weights, the effective A, B, C, D terms (one row each, in the weights'
-    order) and the activations. Absent terms are zero, and adding an exact zero changes nothing, so
-    every rule runs the same loop.
-    """
+@numba.njit(inline="always", **_JIT)
+def _forward_layers(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
+    """Load the observation, then every layer's forward pass (and tanh) on the network's buffer."""
     first = layout[0, X_AT]
     for i in range(obs.shape[0]):
         buffer[first + i] = obs[i]  # rounded to float32 as numpy's assignment does
+    for layer in range(layout.shape[0]):
+        n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
+        x = buffer[layout[layer, X_AT] : layout[layer, X_AT] + n_in]
+        y = buffer[layout[layer, Y_AT] : layout[layer, Y_AT] + n_out]
+        w = buffer[layout[layer, W_AT] : layout[layer, W_AT] + n_in * n_out]
+        _forward(x, w.reshape((n_in, n_out)), y)
+        if layout[layer, TANH]:
+            for j in range(n_out):
+                y[j] = _tanh(y[j])
+
+
+@numba.njit(**_JIT)
+def forward(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
+    """The forward pass alone: a static network's tick, summed in the same fixed order on every CPU
+    (BLAS picks its kernel, and so its rounding, by CPU)."""
+    _forward_layers(obs, buffer, layout)
+
+
+@numba.njit(**_JIT)
+def tick(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
+    """Every layer's forward pass, then every layer's update, on the network's buffer.
+
+    The buffer holds the weights, the effective A, B, C, D terms (one row each, in the weights'
+    order) and the activations. A layer's update changes only its own weights, which no other
+    layer's forward pass reads, so updating after all the forward passes is the same as updating
+    layer by layer. Absent terms are zero, and adding an exact zero changes nothing, so every rule
+    runs the same loop.
+    """
+    _forward_layers(obs, buffer, layout)
     for layer in range(layout.shape[0]):
         n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
         n = n_in * n_out
         x = buffer[layout[layer, X_AT] : layout[layer, X_AT] + n_in]
         y = buffer[layout[layer, Y_AT] : layout[layer, Y_AT] + n_out]
         w = buffer[layout[layer, W_AT] : layout[layer, W_AT] + n]
-        _forward(x, w.reshape((n_in, n_out)), y)
-        if layout[layer, TANH]:
-            for j in range(n_out):
-                y[j] = _tanh(y[j])
         t, stride = layout[layer, T_AT], layout[layer, T_STRIDE]
         terms = (
             buffer[t : t + n],

@@ -275,6 +275,21 @@ class FeedForward:
         self._activation_offsets = act_offsets.astype(np.int64)
         self._sizes = np.asarray(sizes, dtype=np.int64)
         self._tanh_mask = np.asarray(self._tanh, dtype=np.bool_)
+        if self.backend == "numba":
+            from controller import _fused
+
+            self._forward_kernel = _fused.forward
+            self._tick_kernel = _fused.tick
+            self._obs_shape = (spec.layer_sizes[0],)
+            self._action = self.activations[-1]
+            self._layout = _fused.layout(
+                self._sizes,
+                self._activation_offsets,
+                self._weight_offsets,
+                synapses,
+                self._tanh_mask,
+                spec.normalise,
+            )
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         for w, new in zip(self.weights, weights, strict=True):
@@ -288,8 +303,19 @@ class FeedForward:
             raise ValueError(f"observation has shape {obs.shape}, the network expects {self.spec.obs_shape}")
         self.activations[0][...] = obs if self.frontend is None else self.frontend(obs)
 
+    def _kernel_obs(self, obs: np.ndarray) -> np.ndarray:
+        """What the compiled kernel loads: ``obs`` itself when it is the layer input's shape, else the
+        front end's output (or a shape error) already loaded onto the buffer."""
+        if type(obs) is not np.ndarray or obs.shape != self._obs_shape or self.frontend is not None:
+            self._load_obs(obs)
+            return self.activations[0]
+        return obs
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Forward pass: the action for this observation (a fresh float32 array)."""
+        if self.backend == "numba":
+            self._forward_kernel(self._kernel_obs(obs), self._buffer, self._layout)
+            return self._action.copy()
         self._load_obs(obs)
         for k, w in enumerate(self.weights):
             out = self.activations[k + 1]
@@ -361,20 +387,6 @@ class HebbianNetwork(FeedForward):
         self._initial_weights = (
             None if initial_weights is None else [np.asarray(w, dtype=np.float32) for w in initial_weights]
         )
-        if self.backend == "numba":
-            from controller import _fused
-
-            self._kernel = _fused.tick
-            self._obs_shape = (spec.layer_sizes[0],)
-            self._action = self.activations[-1]
-            self._layout = _fused.layout(
-                self._sizes,
-                self._activation_offsets,
-                self._weight_offsets,
-                self._flat_weights.size,
-                self._tanh_mask,
-                spec.normalise,
-            )
 
     def reset(self, rng: np.random.Generator) -> None:
         """Fresh random weights (or the co-evolved initial weights) for a new lifetime."""
@@ -417,8 +429,5 @@ class HebbianNetwork(FeedForward):
     def tick(self, obs: np.ndarray) -> np.ndarray:
         if self.backend == "numpy":
             return super().tick(obs)
-        if type(obs) is not np.ndarray or obs.shape != self._obs_shape or self.frontend is not None:
-            self._load_obs(obs)  # checks the shape; the kernel then loads the layer input onto itself
-            obs = self.activations[0]
-        self._kernel(obs, self._buffer, self._layout)
+        self._tick_kernel(self._kernel_obs(obs), self._buffer, self._layout)
         return self._action.copy()

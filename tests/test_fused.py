@@ -112,3 +112,27 @@ def test_layout_describes_every_layer():
     ]
     for part in (*network.weights, network._flat_terms, *network.activations):
         assert np.shares_memory(part, network._buffer)
+
+
+def _in_input_order(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w with each output's sum rounded to float32 after every product, inputs in order: the
+    one order every CPU gives (BLAS blocks and fuses its sums by the CPU it finds)."""
+    y = np.zeros(w.shape[1], dtype=np.float32)
+    for i in range(w.shape[0]):
+        y = (y + x[i] * w[i]).astype(np.float32)
+    return y
+
+
+def test_a_static_network_sums_in_input_order_whatever_the_blas():
+    """A static genome's figures were the CPU's: its forward pass was numpy's matmul, and OpenBLAS
+    rounds by the kernel it picks (an AMD and an Intel machine differed by 0.5 m in 1000 ticks)."""
+    spec = NetworkSpec(ANT[0], ANT[1], "ABCD_lr")
+    rng = np.random.default_rng(6)
+    vector = rng.normal(0.0, 0.2, Genome.parameter_count("static", spec))
+    network = Genome.from_vector("static", spec, "ant", vector).build("numba")
+    for obs in rng.normal(0.0, 1.0, (20, spec.obs_size)).astype(np.float32):
+        x = obs
+        for k, w in enumerate(network.weights):
+            x = np.float32([_fused._tanh(v) for v in _in_input_order(x, w)])
+        np.testing.assert_array_equal(network.act(obs), x)
+        np.testing.assert_array_equal(network.tick(obs), x)
