@@ -132,7 +132,7 @@ def test_a_static_network_sums_in_input_order_whatever_the_blas():
     network = Genome.from_vector("static", spec, "ant", vector).build("numba")
     for obs in rng.normal(0.0, 1.0, (20, spec.obs_size)).astype(np.float32):
         x = obs
-        for k, w in enumerate(network.weights):
+        for w in network.weights:
             x = np.float32([_fused._tanh(v) for v in _in_input_order(x, w)])
         np.testing.assert_array_equal(network.act(obs), x)
         np.testing.assert_array_equal(network.tick(obs), x)
