@@ -27,7 +27,9 @@ from numba.extending import intrinsic
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 # Column of the layout array (one row per weight layer); every *_AT is an offset into the one buffer.
-N_IN, N_OUT, X_AT, Y_AT, W_AT, T_AT, T_STRIDE, TANH, NORMALISE = range(9)
+N_IN, N_OUT, X_AT, Y_AT, W_AT, T_AT, T_STRIDE, TANH, NORMALISE, SUM_X_AT, SUM_Y_AT, PERIOD, COUNT_AT = range(
+    13
+)
 _SAFE = np.float32(2.0**-60)  # operands of the fma division stay this far inside float32's normal range
 _NO_WEIGHT = np.int32(0x7F800000)  # the bits of +inf: the least nonzero |w| before any is seen
 _TANH_ONE = 20.0  # float32 tanh is exactly +-1 from |x| = 9.01 on
@@ -41,14 +43,18 @@ def layout(
     terms_at: int,
     tanh: np.ndarray,
     normalise: bool,
+    sums_at: int,
+    period: int,
 ) -> np.ndarray:
     """The kernel's description of the network (int64, one row per weight layer): its sizes, where
     its input, output, weights and first term start in the network's buffer, how far apart the
-    terms' rows are, whether tanh follows it, and whether weights are normalised. Everything the
-    tick needs besides the observation is in this array and the buffer: two arguments to dispatch
-    instead of six (each one costs the call a tenth of a microsecond or more)."""
+    terms' rows are, whether tanh follows it, whether weights are normalised, where its input's and
+    output's activation sums start, the plasticity period and where the tick count is. Everything
+    the tick needs besides the observation is in this array and the buffer: two arguments to
+    dispatch instead of six (each one costs the call a tenth of a microsecond or more)."""
     n = len(tanh)
     synapses = int(weights_at[n])
+    neuron_at = sums_at + activations_at - activations_at[0]
     columns = (
         sizes[:n],
         sizes[1:],
@@ -59,6 +65,10 @@ def layout(
         np.full(n, synapses),
         tanh,
         np.full(n, normalise),
+        neuron_at[:n],
+        neuron_at[1 : n + 1],
+        np.full(n, period),
+        np.full(n, neuron_at[-1]),  # the count follows every neuron's sum
     )
     return np.stack(columns, axis=1).astype(np.int64)
 
@@ -249,15 +259,28 @@ def tick(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
     The buffer holds the weights, the effective A, B, C, D terms (one row each, in the weights'
     order) and the activations. A layer's update changes only its own weights, which no other
     layer's forward pass reads, so updating after all the forward passes is the same as updating
-    layer by layer. Absent terms are zero, and adding an exact zero changes nothing, so every rule
-    runs the same loop.
+    layer by layer. With a plasticity period of K > 1 ticks, the update runs every K-th tick on each
+    neuron's mean activation since the last (the activations summed, then divided by K, each rounded
+    to float32, as the numpy path does). Absent terms are zero, and adding an exact zero changes
+    nothing, so every rule runs the same loop.
     """
     _forward_layers(obs, buffer, layout)
+    x_at, y_at, period = X_AT, Y_AT, layout[0, PERIOD]
+    if period > 1:  # a slower plasticity clock: sum the activations; every period-th tick, their means
+        first, sums, count = layout[0, X_AT], layout[0, SUM_X_AT], layout[0, COUNT_AT]
+        for i in range(count - sums):
+            buffer[sums + i] += buffer[first + i]
+        buffer[count] += 1.0
+        if buffer[count] < period:
+            return
+        for i in range(count - sums):
+            buffer[sums + i] /= np.float32(period)
+        x_at, y_at = SUM_X_AT, SUM_Y_AT
     for layer in range(layout.shape[0]):
         n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
         n = n_in * n_out
-        x = buffer[layout[layer, X_AT] : layout[layer, X_AT] + n_in]
-        y = buffer[layout[layer, Y_AT] : layout[layer, Y_AT] + n_out]
+        x = buffer[layout[layer, x_at] : layout[layer, x_at] + n_in]
+        y = buffer[layout[layer, y_at] : layout[layer, y_at] + n_out]
         w = buffer[layout[layer, W_AT] : layout[layer, W_AT] + n]
         t, stride = layout[layer, T_AT], layout[layer, T_STRIDE]
         terms = (
@@ -270,3 +293,6 @@ def tick(obs: np.ndarray, buffer: np.ndarray, layout: np.ndarray) -> None:
             _update_normalised(w, terms, x, y)
         else:
             _update(w, terms, x, y)
+    if period > 1:
+        for i in range(layout[0, SUM_X_AT], layout[0, COUNT_AT] + 1):
+            buffer[i] = 0.0

@@ -141,6 +141,7 @@ def export_c(genome: Genome, path: str | os.PathLike, robot: str | None = None) 
         *(f"#define HQ_HAS_{term} {int(on)}" for term, on in zip(TERMS[1:], present[1:], strict=True)),
         f"#define HQ_NORMALISE {int(spec.normalise)} /* each layer's weights / max|w| after its update */",
         f"#define HQ_COEVOLVED {int(genome.coevolved)} /* 1: lifetimes start from the genome's weights */",
+        f"#define HQ_PLASTICITY_PERIOD {spec.plasticity_period} /* ticks per weight change */",
         f"#define HQ_PERIOD_US {period_us} /* the control period it was evolved at */",
         f"#define HQ_SETTLE_TICKS {settle_ticks} /* ticks of zero action before the network's first */",
         f"#define HQ_POSITION_CONTROL {position} /* 1: actions are joint angles, rad */",

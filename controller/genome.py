@@ -150,6 +150,7 @@ class Genome:
             "activations": list(self.spec.activations),
             "init": self.spec.init,
             "normalise": self.spec.normalise,
+            "plasticity_period": self.spec.plasticity_period,
             "frontend": self.spec.frontend,
             "task": self.task,
             "obs_size": self.obs_size,
@@ -285,6 +286,7 @@ def _spec(meta: dict[str, Any], source: str) -> NetworkSpec:
             init=meta["init"],
             normalise=meta["normalise"],
             frontend=meta.get("frontend"),  # absent in files written before front ends existed
+            plasticity_period=meta.get("plasticity_period", 1),  # absent: every tick, as before it existed
         )
     except (TypeError, ValueError) as exc:
         raise _fail(source, f"malformed metadata ({exc})") from None

@@ -23,6 +23,7 @@ from controller.conv import ConvFrontEnd, frontend_for, get_frontend
 from controller.rules import effective_coefficients, get_rule
 
 ACTIVATIONS = ("tanh", "linear")
+MAX_PLASTICITY_PERIOD = 1000  # ticks per weight change: 50 s at the Ant's 20 Hz
 
 
 def _uniform(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
@@ -147,6 +148,9 @@ class NetworkSpec:
     init: str = "uniform"
     normalise: bool = False
     frontend: str | None = None
+    # ticks per weight change: 1 (the paper's) changes them every tick; K > 1 once every K ticks, by
+    # the rule applied to each neuron's mean activation over those K ticks (a slower plasticity clock)
+    plasticity_period: int = 1
 
     def __post_init__(self) -> None:
         sizes = tuple(int(n) for n in self.layer_sizes)
@@ -165,6 +169,11 @@ class NetworkSpec:
         if self.init not in (*INITS, "coevolve"):
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or coevolve")
         get_rule(self.rule)
+        period = self.plasticity_period
+        if type(period) is not int or not 1 <= period <= MAX_PLASTICITY_PERIOD:
+            raise ValueError(
+                f"plasticity_period must be a whole number of ticks 1-{MAX_PLASTICITY_PERIOD}, got {period!r}"
+            )
         if self.frontend is not None and get_frontend(self.frontend).output_size != sizes[0]:
             raise ValueError(
                 f"front end {self.frontend} gives {get_frontend(self.frontend).output_size} features, "
@@ -208,6 +217,7 @@ def task_spec(
     rule: str = "ABCD_lr",
     init: str = "uniform",
     normalise: bool = False,
+    plasticity_period: int = 1,
 ) -> NetworkSpec:
     """The network for a task's (gymnasium Box) spaces: the front end that takes its observation
     (the paper's CNN for 3x84x84 pixels), the hidden layers, and an output squashed by
@@ -218,7 +228,7 @@ def task_spec(
     sizes = (first, *hidden, action_space.shape[0])
     raw = not np.all(np.isfinite(action_space.high))
     activations = (activation,) * (len(sizes) - 2) + ("linear" if raw else activation,)
-    return NetworkSpec(sizes, activations, rule, init, normalise, frontend)
+    return NetworkSpec(sizes, activations, rule, init, normalise, frontend, plasticity_period)
 
 
 # The backend registry: every name a network's ``backend`` takes, and what it runs. numba is a core
@@ -247,6 +257,7 @@ class FeedForward:
     """
 
     TERMS = 0  # floats per synapse a subclass keeps in the buffer beside the weights
+    SUMS = False  # whether a subclass keeps each neuron's activation sum and a tick count after them
 
     def __init__(
         self, spec: NetworkSpec, backend: str = "auto", frontend_kernels: Sequence[np.ndarray] = ()
@@ -259,12 +270,15 @@ class FeedForward:
         sizes = spec.layer_sizes
         offsets = np.concatenate([[0], np.cumsum([a * b for a, b in spec.layer_shapes])])
         synapses = int(offsets[-1])
-        # One float32 buffer: the weights, then TERMS floats per synapse, then the activations.
+        # One float32 buffer: the weights, then TERMS floats per synapse, then the activations, then
+        # (SUMS) each neuron's activation summed since the last weight change and the ticks summed.
         act_offsets = np.concatenate([[0], np.cumsum(sizes)]) + (1 + self.TERMS) * synapses
-        self._buffer = np.zeros(int(act_offsets[-1]), dtype=np.float32)
+        sums_at = int(act_offsets[-1])
+        self._buffer = np.zeros(sums_at + (sum(sizes) + 1 if self.SUMS else 0), dtype=np.float32)
+        self._sums = self._buffer[sums_at:]  # (SUMS) the sums, then the count
         self._flat_weights = self._buffer[:synapses]
         self._flat_terms = self._buffer[synapses : act_offsets[0]].reshape(self.TERMS, synapses)
-        self._flat_activations = self._buffer[act_offsets[0] :]
+        self._flat_activations = self._buffer[act_offsets[0] : act_offsets[-1]]
         self.weights = [
             self._flat_weights[offsets[k] : offsets[k + 1]].reshape(shape)
             for k, shape in enumerate(spec.layer_shapes)
@@ -289,6 +303,8 @@ class FeedForward:
                 synapses,
                 self._tanh_mask,
                 spec.normalise,
+                sums_at,
+                spec.plasticity_period,
             )
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
@@ -356,6 +372,7 @@ class HebbianNetwork(FeedForward):
     """Random initial weights every lifetime, changed every tick by per-synapse Hebbian rules."""
 
     TERMS = 4  # the effective A, B, C, D of every synapse (lr folded in), for the fused kernel
+    SUMS = True  # the slower plasticity clock's activation sums (spec.plasticity_period > 1)
 
     def __init__(
         self,
@@ -382,6 +399,9 @@ class HebbianNetwork(FeedForward):
             folded, self.present = effective_coefficients(rule, c)
             terms[...] = folded
             self._terms.append(terms)
+        neurons = np.concatenate([[0], np.cumsum(spec.layer_sizes)])
+        self._means = [self._sums[neurons[k] : neurons[k + 1]] for k in range(len(spec.layer_sizes))]
+        self._count = self._sums[-1:]
         self._scratch = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._dw = [np.empty(shape, dtype=np.float32) for shape in spec.layer_shapes]
         self._initial_weights = (
@@ -391,6 +411,7 @@ class HebbianNetwork(FeedForward):
     def reset(self, rng: np.random.Generator) -> None:
         """Fresh random weights (or the co-evolved initial weights) for a new lifetime."""
         super().reset(rng)
+        self._sums[:] = 0.0
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
         elif self.spec.init == "coevolve":
@@ -401,14 +422,23 @@ class HebbianNetwork(FeedForward):
             self.set_weights([init(source, n_in, n_out) for n_in, n_out in self.spec.layer_shapes])
 
     def update(self) -> None:
-        """Apply every synapse's rule to the last forward pass, one whole dW per layer.
+        """Apply every synapse's rule to the last forward pass, one whole dW per layer; with a
+        plasticity period of K ticks, once every K ticks to the mean activations since the last.
 
-        dW is computed in full and added once, so W rounds once per tick whatever the rule.
+        dW is computed in full and added once, so W rounds once per change whatever the rule.
         """
+        activations = self.activations
+        if self.spec.plasticity_period > 1:
+            self._sums[:-1] += self._flat_activations
+            self._count += 1
+            if self._count[0] < self.spec.plasticity_period:
+                return
+            self._sums /= np.float32(self.spec.plasticity_period)  # the count becomes 1: zeroed below
+            activations = self._means
         _, b_on, c_on, d_on = self.present
         for k, w in enumerate(self.weights):
-            pre = self.activations[k][:, None]
-            post = self.activations[k + 1][None, :]
+            pre = activations[k][:, None]
+            post = activations[k + 1][None, :]
             terms, dw, tmp = self._terms[k], self._dw[k], self._scratch[k]
             np.multiply(pre, post, out=dw)
             dw *= terms[0]
@@ -425,6 +455,8 @@ class HebbianNetwork(FeedForward):
                 peak = np.max(np.abs(w))
                 if peak > 0:
                     w /= peak
+        if self.spec.plasticity_period > 1:
+            self._sums[:] = 0.0
 
     def tick(self, obs: np.ndarray) -> np.ndarray:
         if self.backend == "numpy":

@@ -16,7 +16,16 @@ import numpy as np
 
 from controller.errors import UserError
 from controller.network import FeedForward
-from controller.onnx_export import ACTION, OBSERVATION, TickGenome, build_model, weight_input, weight_output
+from controller.onnx_export import (
+    ACTION,
+    OBSERVATION,
+    SUMS,
+    TICKS,
+    TickGenome,
+    build_model,
+    weight_input,
+    weight_output,
+)
 
 
 def _onnxruntime() -> ModuleType:
@@ -54,6 +63,9 @@ class OnnxNetwork(FeedForward):
         self._action = np.zeros(genome.spec.action_size, dtype=np.float32)
         if self._plastic:
             self._buffers = [self.weights, [np.zeros_like(w) for w in self.weights]]
+            # a slower plasticity clock's state, in two sets that take turns as the weights do
+            self._sums = [np.zeros(sum(genome.spec.layer_sizes), np.float32) for _ in range(2)]
+            self._ticks = [np.zeros(1, np.float32) for _ in range(2)]
         else:
             self.set_weights(self._reference.weights)
         self._bindings = [self._bind(ort, turn) for turn in ((0, 1) if self._plastic else (0,))]
@@ -70,6 +82,12 @@ class OnnxNetwork(FeedForward):
             for layer, (w, w_next) in enumerate(zip(sources, targets, strict=True), start=1):
                 binding.bind_ortvalue_input(weight_input(layer), ort.OrtValue.ortvalue_from_numpy(w))
                 binding.bind_ortvalue_output(weight_output(layer), ort.OrtValue.ortvalue_from_numpy(w_next))
+            if self.spec.plasticity_period > 1:
+                for name, state in ((SUMS, self._sums), (TICKS, self._ticks)):
+                    binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(state[turn]))
+                    binding.bind_ortvalue_output(
+                        f"{name}_next", ort.OrtValue.ortvalue_from_numpy(state[1 - turn])
+                    )
         return binding
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
@@ -82,6 +100,8 @@ class OnnxNetwork(FeedForward):
         self._obs[...] = 0.0
         if self._plastic:
             self.set_weights(self._reference.weights)
+            for state in (*self._sums, *self._ticks):
+                state[...] = 0.0
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Run the tick graph: the action now, the weights' update kept for :meth:`update`."""

@@ -10,8 +10,10 @@ the numpy backend folds them; terms the rule lacks are left out. With normalisat
 new weights are divided by their max |w| (when it is positive). A static genome exports its forward
 pass only (input ``observation``, output ``action``, weights as initializers). A genome with
 co-evolved initial weights carries them as the default values (initializers) of ``W1``..``Wn``.
-A conv front end
-(pixels) becomes Conv -> Tanh -> MaxPool stages ahead of the first layer. docs/deploy.md has the
+A genome with a plasticity period of K > 1 ticks adds the state ``activity_sums`` (every neuron's
+activation summed since the last weight change, layer by layer) and ``ticks_summed`` (shape (1,))
+as inputs, and their ``_next`` values as outputs, fed back the same way; both start at zero. A conv
+front end (pixels) becomes Conv -> Tanh -> MaxPool stages ahead of the first layer. docs/deploy.md has the
 contract and a consumer.
 """
 
@@ -37,6 +39,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Unsqueeze takes its axes as an input from opset 13 on; every op used here exists there
 OBSERVATION = "observation"
 ACTION = "action"
+SUMS = "activity_sums"  # a slower plasticity clock's state: each neuron's activation summed, layer order
+TICKS = "ticks_summed"  # and how many ticks those sums hold, shape (1,)
 
 
 class TickGenome(Protocol):
@@ -125,8 +129,9 @@ def _plasticity(
     terms: np.ndarray,
     present: tuple[bool, ...],
     normalise: bool,
+    output: str | None,
 ) -> str:
-    """Wk_next from Wk and this tick's pre (x) and post (y) activations, in the numpy backend's order:
+    """Wk's update from Wk and the pre (x) and post (y) activations, in the numpy backend's order:
     dW = (pre*post)*A [+ B*pre] [+ C*post] [+ D]; W + dW; then / max|W| if normalising."""
     pre = graph.op("Unsqueeze", x, graph.constant(f"layer{layer}.column", np.array([1], dtype=np.int64)))
     post = graph.op("Unsqueeze", y, graph.constant(f"layer{layer}.row", np.array([0], dtype=np.int64)))
@@ -141,11 +146,54 @@ def _plasticity(
     if "D" in term:
         dw = graph.op("Add", dw, term["D"])
     if not normalise:
-        return graph.op("Add", weight_input(layer), dw, output=weight_output(layer))
+        return graph.op("Add", weight_input(layer), dw, output=output)
     w = graph.op("Add", weight_input(layer), dw)
     peak = graph.op("ReduceMax", graph.op("Abs", w), keepdims=0)
     positive = graph.op("Greater", peak, graph.constant(f"layer{layer}.zero", np.float32(0.0)))
-    return graph.op("Where", positive, graph.op("Div", w, peak), w, output=weight_output(layer))
+    return graph.op("Where", positive, graph.op("Div", w, peak), w, output=output)
+
+
+def _plastic_layers(
+    graph: _Graph, genome: TickGenome, activity: list[str], inputs: list, outputs: list
+) -> None:
+    """Every layer's Wk_next. With a plasticity period of K > 1 ticks the graph also carries each
+    neuron's activation sum and the count of ticks summed: every K-th tick the rule runs on the
+    means (the sums / K) and both are zeroed; on the others the weights pass through unchanged."""
+    spec = genome.spec
+    rule = get_rule(spec.rule)
+    period = spec.plasticity_period
+    pre_post = list(zip(activity, activity[1:], strict=False))
+    if period > 1:
+        neurons = sum(spec.layer_sizes)
+        inputs += [graph.tensor(SUMS, (neurons,)), graph.tensor(TICKS, (1,))]
+        outputs += [graph.tensor(f"{SUMS}_next", (neurons,)), graph.tensor(f"{TICKS}_next", (1,))]
+        sums = graph.op("Add", SUMS, graph.op("Concat", *activity, axis=0))
+        ticks = graph.op("Add", TICKS, graph.constant("one_tick", np.float32([1.0])))
+        change = graph.op("GreaterOrEqual", ticks, graph.constant("period", np.float32([period])))
+        means = graph.op("Div", sums, "period")
+        edges = np.concatenate([[0], np.cumsum(spec.layer_sizes)])
+        parts = [
+            graph.op(
+                "Slice",
+                means,
+                graph.constant(f"neurons{k}.start", np.int64([edges[k]])),
+                graph.constant(f"neurons{k}.end", np.int64([edges[k + 1]])),
+            )
+            for k in range(len(spec.layer_sizes))
+        ]
+        pre_post = list(zip(parts, parts[1:], strict=False))
+        zeros = graph.constant("no_sums", np.zeros(neurons, np.float32))
+        graph.op("Where", change, zeros, sums, output=f"{SUMS}_next")
+        graph.op(
+            "Where", change, graph.constant("no_ticks", np.float32([0.0])), ticks, output=f"{TICKS}_next"
+        )
+    for layer, (x, y) in enumerate(pre_post, start=1):
+        terms, present = effective_coefficients(rule, genome.coefficients[layer - 1])
+        if period == 1:
+            _plasticity(graph, layer, x, y, terms, present, spec.normalise, weight_output(layer))
+        else:
+            changed = _plasticity(graph, layer, x, y, terms, present, spec.normalise, None)
+            graph.op("Where", change, changed, weight_input(layer), output=weight_output(layer))
 
 
 def build_model(
@@ -167,13 +215,14 @@ def build_model(
     inputs = [graph.tensor(OBSERVATION, spec.obs_shape)]
     outputs = [graph.tensor(ACTION, (spec.action_size,))]
     x = _front_end(graph, genome) if spec.frontend else OBSERVATION
-    rule = get_rule(spec.rule)
+    activity = [x]
     for layer, (shape, activation) in enumerate(
         zip(spec.layer_shapes, spec.activations, strict=True), start=1
     ):
         if plastic:
             weights = weight_input(layer)
             inputs.append(graph.tensor(weights, shape))
+            outputs.append(graph.tensor(weight_output(layer), shape))
             if initial_weights and genome.coevolved:
                 graph.constant(weights, genome.weights[layer - 1].astype(np.float32))
         else:
@@ -181,12 +230,11 @@ def build_model(
         y = graph.op("MatMul", x, weights)
         if activation == "tanh":
             y = graph.op("Tanh", y)
-        if plastic:
-            terms, present = effective_coefficients(rule, genome.coefficients[layer - 1])
-            _plasticity(graph, layer, x, y, terms, present, spec.normalise)
-            outputs.append(graph.tensor(weight_output(layer), shape))
+        activity.append(y)
         x = y
     graph.op("Identity", x, output=ACTION)
+    if plastic:
+        _plastic_layers(graph, genome, activity, inputs, outputs)
     kind = f"Hebbian ({spec.rule})" if plastic else "static"
     model = helper.make_model(
         helper.make_graph(
@@ -218,6 +266,7 @@ def _metadata(genome: TickGenome) -> dict[str, str]:
         "activations": json.dumps(list(spec.activations)),
         "init": spec.init,
         "normalise": json.dumps(spec.normalise),
+        "plasticity_period": str(spec.plasticity_period),
         "frontend": spec.frontend or "",
         "task": genome.task,
         "provenance": json.dumps(genome.provenance, default=str),

@@ -31,7 +31,7 @@ import yaml
 
 from controller.errors import UserError
 from controller.genome import COEVOLVE, KINDS, MAX_SETTLE_TICKS
-from controller.network import ACTIVATIONS, BACKENDS, INITS
+from controller.network import ACTIVATIONS, BACKENDS, INITS, MAX_PLASTICITY_PERIOD
 from controller.rules import RULES
 from evolve.openai_es import ESParams
 from evolve.settings import Invalid, Valid, at_least, between, check, one_of, setting, types
@@ -83,6 +83,9 @@ class NetworkConfig:
     # initial weights of each lifetime, or coevolve (evolved with the rules)
     init: str = setting("uniform", one_of((*INITS, COEVOLVE)))
     normalise: bool = True  # per-layer max-|w| normalisation after every update
+    # ticks per weight change (1: every tick, the paper's); K > 1: once every K ticks, the rule applied
+    # to each neuron's mean activation over them (a slower plasticity clock)
+    plasticity_period: int = setting(1, between(1, MAX_PLASTICITY_PERIOD))
     network_backend: str = setting("auto", one_of(("auto", *BACKENDS)))
 
 

@@ -129,6 +129,7 @@ def network_spec(
         rule=network.rule,
         init=network.init,
         normalise=network.normalise,
+        plasticity_period=network.plasticity_period,
     )
 
 

@@ -30,6 +30,7 @@ import yaml
 from controller.files import atomic_write
 from controller.genome import COEVOLVE, Genome, load_genome, save_genome
 from controller.network import NetworkSpec
+from controller.rules import get_rule
 from evolve.backends import Backend, make_backend
 from evolve.config import Config, ConfigError, config_to_dict, flat_values, make_config, read_mapping
 from evolve.fitness import (
@@ -236,9 +237,24 @@ def initial_mean(config: Config, spec: NetworkSpec, space: SearchSpace) -> np.nd
         rng = np.random.default_rng(derive_seed(config.seed, 0xC0FFEE))
         return rng.normal(0.0, search.parameter_init_std, space.size)
     genome = load_genome(search.init_from)
-    rules_only = genome.kind == kind and not genome.coevolved and spec.init == COEVOLVE
-    if rules_only and replace(genome.spec, init=COEVOLVE) == spec:
+    # the plasticity clock is the run's own: a genome's parameters are the same whatever its period
+    genome.spec = replace(genome.spec, plasticity_period=spec.plasticity_period)
+    coevolving = kind == "hebbian" and spec.init == COEVOLVE
+    if (
+        coevolving
+        and genome.kind == kind
+        and not genome.coevolved
+        and replace(genome.spec, init=COEVOLVE) == spec
+    ):
         genome = with_drawn_weights(genome, spec, derive_seed(config.seed, 0x1417))
+    if coevolving and genome.kind == "static" and genome.spec.layer_sizes == spec.layer_sizes:
+        if spec.normalise:
+            raise ConfigError(
+                f"config key 'init_from': a static genome ({search.init_from}) starts a plastic run only "
+                "without normalisation (it would rescale the static weights at the first update); "
+                "set normalise: false"
+            )
+        genome = plastic_from_static(genome, spec)
     if genome.kind != kind or genome.spec != spec:
         raise ConfigError(
             f"config key 'init_from': {search.init_from} is a {genome.kind} genome with layers "
@@ -255,6 +271,22 @@ def with_drawn_weights(genome: Genome, spec: NetworkSpec, seed: int) -> Genome:
     network = genome.build("numpy")
     network.reset(np.random.default_rng(seed))
     return replace(genome, spec=spec, weights=[w.copy() for w in network.weights])
+
+
+STATIC_START_ETA = 0.1  # a static start's learning rate: its rules' terms are zero, so this changes nothing
+
+
+def plastic_from_static(genome: Genome, spec: NetworkSpec) -> Genome:
+    """A static genome as the start of an ``init: coevolve`` run: its weights as the initial weights
+    and every rule's terms zero, so the first generation walks exactly as the static network does (the
+    same kernel computes both; zero terms change no weight). The learning rate ``eta`` starts at
+    STATIC_START_ETA, not zero: eta times A is a saddle at (0, 0), where the search's first-order
+    estimate of either is zero. Why: the reviewers asked whether plasticity can keep a static
+    network's performance; starting there, the search adds only the plasticity that pays."""
+    rule = get_rule(spec.rule)
+    start = np.float32([STATIC_START_ETA if name == "eta" else 0.0 for name in rule.coefficients])
+    coefficients = [np.tile(start, (n_in, n_out, 1)) for n_in, n_out in spec.layer_shapes]
+    return Genome("hebbian", spec, genome.task, coefficients, [w.copy() for w in genome.weights])
 
 
 def plan(config: Config) -> tuple[NetworkSpec, Any, float]:

@@ -48,6 +48,7 @@ from firmware_bridge.safety import Ramp, Safety, SafetyTrip
 
 if TYPE_CHECKING:
     from controller.genome import Genome
+    from controller.network import NetworkSpec
 
 PLASTIC = Path(__file__).resolve().parent / "firmware" / "plastic"
 SOURCES = ("hq_plastic.c", "hq_pcg32.c")
@@ -72,9 +73,16 @@ def _macro(header: str, name: str) -> int:
     return int(re.search(rf"^#define {name} (\d+)", header, re.M).group(1))
 
 
+def state_size(spec: NetworkSpec) -> int:
+    """Floats in the C tick's hq_plastic: the weights, the activations and, with a plasticity period
+    over one tick, every neuron's activation sum and the count of ticks summed."""
+    neurons = sum(spec.layer_sizes)
+    return spec.synapses + neurons + (neurons + 1 if spec.plasticity_period > 1 else 0)
+
+
 class PlasticKernel:
     """One genome's C plastic tick as a shared library; its state (hq_plastic) is one float32 array,
-    the weights then the activations."""
+    the weights, the activations, then (a slower plasticity clock) the activation sums."""
 
     def __init__(self, library: Path, genome: Genome, header: str) -> None:
         spec = genome.spec
@@ -84,8 +92,9 @@ class PlasticKernel:
         self.lib.hq_plastic_reset.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
         self.lib.hq_plastic_tick.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self.lib.hq_plastic_weight_squares.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        self.state = np.zeros(spec.synapses + sum(spec.layer_sizes), dtype=np.float32)
-        self.action = self.state[-spec.action_size :]
+        self.state = np.zeros(state_size(spec), dtype=np.float32)
+        end = spec.synapses + sum(spec.layer_sizes)  # the activations end with the action
+        self.action = self.state[end - spec.action_size : end]
         self._obs = np.zeros(spec.obs_size, dtype=np.float32)
         self._squares = np.zeros(len(spec.layer_shapes), dtype=np.float32)
 

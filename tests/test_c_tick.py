@@ -20,6 +20,7 @@ from controller.errors import UserError
 from controller.genome import Genome, load_genome
 from controller.network import PCG32, NetworkSpec, lifetime_seed
 from controller.rules import RULES
+from firmware_bridge.onboard import state_size
 
 PLASTIC = Path(__file__).resolve().parents[1] / "firmware_bridge" / "firmware" / "plastic"
 SOURCES = [str(PLASTIC / "hq_plastic.c"), str(PLASTIC / "hq_pcg32.c")]
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (
 
 class CTick:
     """The C tick of one exported genome, as a shared library; its state is one float32 array
-    (hq_plastic: the weights, then the activations)."""
+    (hq_plastic: the weights, the activations, then a slower plasticity clock's sums)."""
 
     def __init__(self, genome: Genome, folder: Path) -> None:
         export_c(genome, folder / "genome.h")
@@ -44,9 +45,10 @@ class CTick:
         self.lib.hq_plastic_reset.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
         self.lib.hq_plastic_tick.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         spec = genome.spec
-        self.state = np.zeros(spec.synapses + sum(spec.layer_sizes), dtype=np.float32)
+        self.state = np.zeros(state_size(spec), dtype=np.float32)
         self.weights = self.state[: spec.synapses]
-        self.action = self.state[-spec.action_size :]
+        end = spec.synapses + sum(spec.layer_sizes)  # the activations end with the action
+        self.action = self.state[end - spec.action_size : end]
 
     def reset(self, seed: int) -> None:
         self.lib.hq_plastic_reset(self.state.ctypes.data, seed)
@@ -78,11 +80,15 @@ def recorded_obs() -> np.ndarray:
     return np.array(recorded)
 
 
-def _genome(rule: str, normalise: bool, activations=("tanh", "tanh", "tanh"), init="uniform_pcg32"):
+def _genome(
+    rule: str, normalise: bool, activations=("tanh", "tanh", "tanh"), init="uniform_pcg32", period: int = 1
+):
     """A servo-quad-sized genome with random coefficients, scaled so that every rule moves the weights
     in a lifetime and none overflows: effective terms (a learning rate times a coefficient) about 3e-4
     a tick, or 0.03 with normalisation."""
-    spec = NetworkSpec(SERVO_QUAD, activations, rule, init=init, normalise=normalise)
+    spec = NetworkSpec(
+        SERVO_QUAD, activations, rule, init=init, normalise=normalise, plasticity_period=period
+    )
     scale = (0.03 if normalise else 3e-4) ** (0.5 if "eta" in RULES[rule].coefficients else 1.0)
     seed = list(RULES).index(rule)
     vector = np.random.default_rng(seed).normal(0.0, scale, Genome.parameter_count("hebbian", spec))
@@ -114,6 +120,13 @@ def _compare(genome: Genome, c_tick: CTick, observations: np.ndarray, seed: int 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_c_tick_matches_numba_for_a_recorded_lifetime(tmp_path, recorded_obs, rule, normalise):
     genome = _genome(rule, normalise)
+    assert _compare(genome, CTick(genome, tmp_path), recorded_obs) <= 1e-5
+
+
+@pytest.mark.parametrize("normalise", [False, True], ids=["raw", "normalised"])
+@pytest.mark.parametrize("period", [3, 8])
+def test_a_slower_plasticity_clock_matches_numba(tmp_path, recorded_obs, period, normalise):
+    genome = _genome("ABCD_lr", normalise, period=period)
     assert _compare(genome, CTick(genome, tmp_path), recorded_obs) <= 1e-5
 
 

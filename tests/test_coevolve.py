@@ -103,3 +103,30 @@ def test_a_coevolved_run_starts_from_a_rules_only_genome(tmp_path):
     assert not np.array_equal(start(1).weights[0], genome.weights[0])
     with pytest.raises(ConfigError, match="init_from"):  # other layers: still refused
         start(0, hidden=[8])
+
+
+def test_a_plastic_run_starts_from_a_static_genome_and_walks_as_it_does(tmp_path):
+    """init_from a static genome: its weights as the initial weights, every rule term zero (ABCD_lr: A, B,
+    C, eta, D, with eta 0.1 off the saddle at zero); the first generation is the static network to the bit,
+    whatever the plasticity clock."""
+    values = read_mapping(ROOT / "launch" / "smoke" / "ant.yaml")
+    spec, _, _ = plan(make_config({**values, "genome_kind": "static"}))
+    vector = np.random.default_rng(4).normal(0.0, 0.5, Genome.parameter_count("static", spec))
+    static = Genome.from_vector("static", spec, "ant", vector)
+    source = save_genome(static, tmp_path / "static.npz")
+
+    def start(**more) -> Genome:
+        config = make_config({**values, "init": "coevolve", "init_from": str(source), **more})
+        spec, robot, _ = plan(config)
+        space = search_space(config, spec, robot)
+        return Genome.from_vector("hebbian", spec, "ant", space.expand(initial_mean(config, spec, space)))
+
+    genome = start(normalise=False, plasticity_period=3)
+    assert genome.coevolved and genome.spec.plasticity_period == 3
+    assert all(
+        not c[..., :3].any() and (c[..., 3] == 0.1).all() and not c[..., 4].any() for c in genome.coefficients
+    )
+    lives = [run_lifetime(g.build(), sim.make("ant"), 30, seed=0) for g in (static, genome)]
+    assert lives[0].distance == lives[1].distance and lives[0].speeds == lives[1].speeds
+    with pytest.raises(ConfigError, match="normalise: false"):  # normalising would rescale its weights
+        start(normalise=True)

@@ -15,10 +15,10 @@ from controller import _fused  # noqa: E402  (needs numba)
 ANT = ((27, 128, 64, 8), ("tanh", "tanh", "tanh"))
 
 
-def _pair(rule: str, normalise: bool, activations: tuple[str, ...] = ANT[1]):
+def _pair(rule: str, normalise: bool, activations: tuple[str, ...] = ANT[1], period: int = 1):
     """numpy and numba networks of one genome, from the same initial weights. Coefficient scales
     keep the weights O(1), where an absolute 1e-5 is a fair float32 tolerance."""
-    spec = NetworkSpec(ANT[0], activations, rule, normalise=normalise)
+    spec = NetworkSpec(ANT[0], activations, rule, normalise=normalise, plasticity_period=period)
     scale = 0.03 if normalise else 3e-4
     vector = np.random.default_rng(3).normal(0.0, scale, Genome.parameter_count("hebbian", spec))
     genome = Genome.from_vector("hebbian", spec, "ant", vector)
@@ -43,6 +43,13 @@ def _max_difference(networks, ticks: int) -> float:
 @pytest.mark.parametrize("rule", list(RULES))
 def test_every_rule_matches_numpy_for_200_ticks(rule, normalise):
     assert _max_difference(_pair(rule, normalise), ticks=200) <= 1e-5
+
+
+@pytest.mark.parametrize("normalise", [False, True], ids=["raw", "normalised"])
+@pytest.mark.parametrize("period", [2, 5])
+def test_a_slower_plasticity_clock_matches_numpy(period, normalise):
+    """201 ticks: the last weight change several ticks back, the sums of the next half made."""
+    assert _max_difference(_pair("ABCD_lr", normalise, period=period), ticks=201) <= 1e-5
 
 
 def test_a_linear_output_layer_matches_numpy():
@@ -101,15 +108,34 @@ def test_a_nan_weight_spreads_as_in_numpy():
 
 def test_layout_describes_every_layer():
     """Offsets into the one buffer: the weights at 0, the four term rows after them (12,160 apart),
-    then the activations; one row per layer."""
-    network = _pair("A", True)[1]
+    then the activations, then their sums and the count of ticks summed; one row per layer."""
+    network = _pair("A", True, period=3)[1]
     s = 27 * 128 + 128 * 64 + 64 * 8
     acts = 5 * s
+    sums = acts + 227
     assert network._layout.tolist() == [
-        [27, 128, acts, acts + 27, 0, s, s, 1, 1],
-        [128, 64, acts + 27, acts + 155, 27 * 128, s + 27 * 128, s, 1, 1],
-        [64, 8, acts + 155, acts + 219, 27 * 128 + 128 * 64, s + 27 * 128 + 128 * 64, s, 1, 1],
+        [27, 128, acts, acts + 27, 0, s, s, 1, 1, sums, sums + 27, 3, sums + 227],
+        [
+            128,
+            64,
+            acts + 27,
+            acts + 155,
+            27 * 128,
+            s + 27 * 128,
+            s,
+            1,
+            1,
+            sums + 27,
+            sums + 155,
+            3,
+            sums + 227,
+        ],
+        [
+            *(64, 8, acts + 155, acts + 219, 27 * 128 + 128 * 64, s + 27 * 128 + 128 * 64, s, 1, 1),
+            *(sums + 155, sums + 219, 3, sums + 227),
+        ],
     ]
+    assert network._buffer.size == sums + 228
     for part in (*network.weights, network._flat_terms, *network.activations):
         assert np.shares_memory(part, network._buffer)
 

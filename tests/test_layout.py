@@ -164,9 +164,11 @@ def test_no_import_cycle(module):
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
 def test_finished_runs_are_not_in_git():
-    """runs/ holds runs in progress only: a run still going may keep its checkpoint committed (the
-    fault-trained runs, runs/*_faults/), a finished one leaves git (which keeps it in history)."""
+    """runs/ holds runs in progress only: a run still going may keep what resuming it needs committed
+    (its checkpoint, config, log and latest genome), so a later session resumes it; a finished one (its
+    final.npz written) leaves git, which keeps it in history."""
     listed = subprocess.run(
         ["git", "ls-files", "runs"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert [path for path in listed if not re.fullmatch(r"runs/[^/]+_faults/.+", path)] == []
+    resumable = r"runs/[^/]+/(checkpoint\.npz|config\.yaml|log\.jsonl|latest\.npz)"
+    assert [path for path in listed if not re.fullmatch(resumable, path)] == []

@@ -77,31 +77,41 @@ class Float64Reference:
             for layer in genome.coefficients
         ]
         self.weights = [w.astype(np.float64).tolist() for w in weights]
+        self.sums = [[0.0] * n for n in spec.layer_sizes]  # a slower plasticity clock's activity sums
+        self.count = 0
 
     def tick(self, obs: np.ndarray) -> list[float]:
-        x = [float(v) for v in obs]
-        for w, coefficients, activation in zip(
-            self.weights, self.coefficients, self.spec.activations, strict=True
-        ):
-            n_in, n_out = len(w), len(w[0])
-            y = [sum(x[i] * w[i][j] for i in range(n_in)) for j in range(n_out)]
-            if activation == "tanh":
-                y = [math.tanh(v) for v in y]
-            for i in range(n_in):
-                for j in range(n_out):
+        activity = [[float(v) for v in obs]]
+        for w, activation in zip(self.weights, self.spec.activations, strict=True):
+            x, n_out = activity[-1], len(w[0])
+            y = [sum(x[i] * w[i][j] for i in range(len(x))) for j in range(n_out)]
+            activity.append([math.tanh(v) for v in y] if activation == "tanh" else y)
+        period = self.spec.plasticity_period
+        means = activity
+        if period > 1:  # each neuron's mean over the period's ticks, once every period ticks
+            self.sums = [
+                [s + v for s, v in zip(*pair, strict=True)] for pair in zip(self.sums, activity, strict=True)
+            ]
+            self.count += 1
+            if self.count < period:
+                return activity[-1]
+            means = [[s / period for s in sums] for sums in self.sums]
+            self.sums, self.count = [[0.0] * len(sums) for sums in self.sums], 0
+        for w, coefficients, x, y in zip(self.weights, self.coefficients, means, means[1:], strict=False):
+            for i in range(len(x)):
+                for j in range(len(y)):
                     w[i][j] += self.formula(coefficients[i][j], x[i], y[j])
             if self.spec.normalise:
                 peak = max(abs(v) for row in w for v in row)
                 if peak > 0:
                     for row in w:
                         row[:] = [v / peak for v in row]
-            x = y
-        return x
+        return activity[-1]
 
 
-def _compare(shape: tuple, rule: str, normalise: bool, backend: str, ticks: int) -> float:
+def _compare(shape: tuple, rule: str, normalise: bool, backend: str, ticks: int, period: int = 1) -> float:
     """Max abs difference of actions (every tick) and weights (at the end) from the reference."""
-    spec = NetworkSpec(*shape, rule, normalise=normalise)
+    spec = NetworkSpec(*shape, rule, normalise=normalise, plasticity_period=period)
     scale = 0.05 if normalise else 0.002
     vector = np.random.default_rng(7).normal(0.0, scale, Genome.parameter_count("hebbian", spec))
     genome = Genome.from_vector("hebbian", spec, "ant", vector)
@@ -134,3 +144,32 @@ def test_every_rule_equals_the_float64_loop_for_200_ticks(rule, normalise, backe
 @pytest.mark.parametrize("rule", ["ABCD_lr", "ABCD_lr_D_in_and_out"])
 def test_ant_sized_network_equals_the_float64_loop(rule, backend):
     assert _compare(ANT, rule, True, backend, ticks=3) <= TOLERANCE
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("normalise", [False, True], ids=["raw", "normalised"])
+@pytest.mark.parametrize("period", [2, 7])
+@pytest.mark.parametrize("rule", ["ABCD_lr", "ABCD_lr_D_in_and_out"])
+def test_a_slower_plasticity_clock_equals_the_float64_loop(rule, period, normalise, backend):
+    """The rule on each neuron's mean activation, once every ``period`` ticks (201 ticks: a change
+    just made, the next period's sums begun)."""
+    assert _compare(SMALL, rule, normalise, backend, ticks=201, period=period) <= TOLERANCE
+
+
+def test_a_slower_plasticity_clock_holds_the_weights_between_changes():
+    spec = NetworkSpec(*SMALL, "ABCD_lr", plasticity_period=4)
+    vector = np.random.default_rng(7).normal(0.0, 0.05, Genome.parameter_count("hebbian", spec))
+    network = Genome.from_vector("hebbian", spec, "ant", vector).build("numba")
+    network.reset(np.random.default_rng(8))
+    changed = []
+    for obs in np.random.default_rng(9).normal(0.0, 0.5, (12, spec.obs_size)):
+        before = [w.copy() for w in network.weights]
+        network.tick(obs)
+        changed.append(any(not np.array_equal(b, w) for b, w in zip(before, network.weights, strict=True)))
+    assert changed == [False, False, False, True] * 3
+
+
+@pytest.mark.parametrize("period", [0, -1, 1001, 2.5, True])
+def test_a_plasticity_period_out_of_range_is_refused(period):
+    with pytest.raises(ValueError, match="plasticity_period must be a whole number of ticks 1-1000"):
+        NetworkSpec(*SMALL, plasticity_period=period)

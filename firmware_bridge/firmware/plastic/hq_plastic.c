@@ -114,22 +114,48 @@ void hq_plastic_reset(hq_plastic *net, uint64_t seed)
     }
 #endif
     memset(net->activations, 0, sizeof net->activations);
+#if HQ_PLASTICITY_PERIOD > 1
+    memset(net->sums, 0, sizeof net->sums);
+#endif
 }
 
 const float *hq_plastic_tick(hq_plastic *net, const float *observation)
 {
     float *x = net->activations;
-    unsigned at = 0;
     memcpy(x, observation, HQ_OBS_SIZE * sizeof *x);
-    for (unsigned layer = 0; layer < HQ_LAYERS; ++layer) {
+    for (unsigned layer = 0, at = 0; layer < HQ_LAYERS; ++layer) {
         const unsigned n_in = hq_layer_sizes[layer];
         const unsigned n_out = hq_layer_sizes[layer + 1];
-        float *y = x + n_in;
-        hq_forward(x, net->weights + at, y, n_in, n_out, hq_layer_tanh[layer]);
-        hq_update(net->weights + at, x, y, n_in, n_out, at);
-        x = y;
+        hq_forward(x, net->weights + at, x + n_in, n_in, n_out, hq_layer_tanh[layer]);
+        x += n_in;
         at += n_in * n_out;
     }
+    /* A layer's update changes only its own weights, which no other layer's forward pass reads: all
+     * the forward passes, then all the updates, is the same as layer by layer. */
+    const float *pre = net->activations;
+#if HQ_PLASTICITY_PERIOD > 1
+    for (unsigned n = 0; n < HQ_NEURONS; ++n) {
+        net->sums[n] = net->sums[n] + net->activations[n];
+    }
+    net->sums[HQ_NEURONS] = net->sums[HQ_NEURONS] + 1.0f;
+    if (net->sums[HQ_NEURONS] < (float)HQ_PLASTICITY_PERIOD) {
+        return x;
+    }
+    for (unsigned n = 0; n < HQ_NEURONS; ++n) {
+        net->sums[n] = net->sums[n] / (float)HQ_PLASTICITY_PERIOD;
+    }
+    pre = net->sums;
+#endif
+    for (unsigned layer = 0, at = 0; layer < HQ_LAYERS; ++layer) {
+        const unsigned n_in = hq_layer_sizes[layer];
+        const unsigned n_out = hq_layer_sizes[layer + 1];
+        hq_update(net->weights + at, pre, pre + n_in, n_in, n_out, at);
+        pre += n_in;
+        at += n_in * n_out;
+    }
+#if HQ_PLASTICITY_PERIOD > 1
+    memset(net->sums, 0, sizeof net->sums);
+#endif
     return x;
 }
 

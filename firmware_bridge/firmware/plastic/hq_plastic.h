@@ -16,16 +16,25 @@
 #endif
 #include HQ_GENOME_HEADER
 
+#ifndef HQ_PLASTICITY_PERIOD /* headers exported before the slower plasticity clock: every tick */
+#define HQ_PLASTICITY_PERIOD 1
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* A network's whole state (the caller owns it: static, on the stack, anywhere). Weights input-major
  * per layer, layers in order; then every layer's activations, the observation first and the action
- * last. Two float arrays, so a foreign-function caller may treat it as one float32 array. */
+ * last; with a plasticity period over one tick, each neuron's activation summed since the last weight
+ * change and then the count of ticks summed. Float arrays only, so a foreign-function caller may
+ * treat it as one float32 array. */
 typedef struct {
     float weights[HQ_SYNAPSES];
     float activations[HQ_NEURONS];
+#if HQ_PLASTICITY_PERIOD > 1
+    float sums[HQ_NEURONS + 1];
+#endif
 } hq_plastic;
 
 /* Start a lifetime: the genome's co-evolved initial weights, or weights uniform in [-0.1, 0.1) drawn
@@ -33,7 +42,7 @@ typedef struct {
 void hq_plastic_reset(hq_plastic *net, uint64_t seed);
 
 /* One control tick: load the observation (HQ_OBS_SIZE values, the layout of genome.h), forward pass,
- * plasticity update. Returns the action, HQ_ACTION_SIZE values inside net, valid until the next call. */
+ * plasticity update (every HQ_PLASTICITY_PERIOD-th tick, on the mean activations since the last). Returns the action, HQ_ACTION_SIZE values inside net, valid until the next call. */
 const float *hq_plastic_tick(hq_plastic *net, const float *observation);
 
 /* The sum of the squared weights of each layer (HQ_LAYERS values into sums): its square root, the
