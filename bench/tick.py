@@ -1,6 +1,6 @@
 """Cost of one control tick of the Ant-sized plastic network, per backend, against a memory floor.
 
-    PYTHONPATH=. python bench/tick.py [--rounds 61] [--normalise off|on|off,on] [--rules ABCD_lr,...]
+    PYTHONPATH=. python bench/tick.py [--rounds 61] [--normalise off|on|off,on] [--rules A,...] [--period K]
 
 For the Ant network (27 -> 128 -> 64 -> 8, tanh after every layer) and each of the nine rules, one line:
 the median µs of one ``network.tick(obs)`` (forward pass and plasticity update, as the control loop
@@ -10,7 +10,8 @@ out=o)`` over the genome's coefficient array (float32, synapses x coefficients p
 60,800 for ABCD_lr). Each rule's line ends with ``ratio``: the fastest backend's tick over the floor. By
 default the rule runs as the paper defines it; ``--normalise off,on`` adds a second table with the
 per-layer max-|w| normalisation the shipped genomes use, which costs one more pass over the weights (a
-division of every weight, rounded as numpy rounds it).
+division of every weight, rounded as numpy rounds it). ``--period K`` times a slower plasticity clock
+(the weights change every K-th tick, on mean activations): the mean cost of a tick over K ticks.
 
 The genome is random (coefficients N(0, 0.1)), as are the observations (N(0, 0.5), a new one each
 tick). Under rule A with normalisation most weights end up subnormal (the largest synapse wins every
@@ -40,7 +41,7 @@ from functools import partial
 import numpy as np
 
 from controller.genome import Genome
-from controller.network import NetworkSpec
+from controller.network import MAX_PLASTICITY_PERIOD, NetworkSpec
 from controller.rules import RULES
 
 LAYERS = (27, 128, 64, 8)
@@ -94,8 +95,10 @@ def _ticking(genome: Genome, backend: str, observations: list[np.ndarray]) -> Ca
     return partial(_tick, network.tick, itertools.cycle(observations))
 
 
-def bench_rule(rule: str, normalise: bool, backends: list[str], rounds: int) -> dict[str, float]:
-    spec = NetworkSpec(LAYERS, ("tanh",) * 3, rule, normalise=normalise)
+def bench_rule(
+    rule: str, normalise: bool, backends: list[str], rounds: int, period: int = 1
+) -> dict[str, float]:
+    spec = NetworkSpec(LAYERS, ("tanh",) * 3, rule, normalise=normalise, plasticity_period=period)
     vector = np.random.default_rng(0).normal(0.0, 0.1, Genome.parameter_count("hebbian", spec))
     genome = Genome.from_vector("hebbian", spec, "ant", vector)
     # A fresh observation every tick (float64, as the simulator gives them): fed one observation
@@ -126,15 +129,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=61, help="timed rounds per rule (default 61)")
     parser.add_argument("--normalise", default="off", help="off (default), on, or off,on for both tables")
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated rules (default all nine)")
+    parser.add_argument("--period", type=int, default=1, help="plasticity period, ticks per weight change")
     args = parser.parse_args()
     settings = args.normalise.split(",")
     if not set(settings) <= {"off", "on"}:
         parser.error(f"--normalise takes off, on or off,on, got {args.normalise!r}")
+    if not 1 <= args.period <= MAX_PLASTICITY_PERIOD:
+        parser.error(f"--period takes 1-{MAX_PLASTICITY_PERIOD} ticks, got {args.period}")
     backends = installed_backends()
     synapses = NetworkSpec(LAYERS, ("tanh",) * 3).synapses
     print(
         f"Ant network {' -> '.join(map(str, LAYERS))}, tanh after every layer, {synapses} synapses; "
-        f"µs per network.tick(obs) (forward + update), median of {args.rounds} rounds after warm-up"
+        f"µs per network.tick(obs) (forward + update, the weights changed every {args.period} tick(s)), "
+        f"median of {args.rounds} rounds after warm-up"
     )
     print(f"machine: {machine()}")
     print("floor: np.multiply(c, c, out=o) over the rule's float32 coefficient array (length below)")
@@ -143,7 +150,7 @@ def main() -> None:
         print(f"\nnormalisation {setting}{what}")
         print(f"{'rule':22s}{'length':>8s}" + "".join(f"{b:>9s}" for b in [*backends, "floor"]) + "  fastest")
         for rule in args.rules.split(","):
-            times = bench_rule(rule, setting == "on", backends, args.rounds)
+            times = bench_rule(rule, setting == "on", backends, args.rounds, args.period)
             fastest = min(backends, key=times.__getitem__)
             print(
                 f"{rule:22s}{synapses * RULES[rule].size:8d}"
