@@ -20,24 +20,20 @@ dropout of a colour channel, latency) does. ``render()`` returns what the car se
 Speed: :class:`StatePixels` draws the same 96x96 frame as gymnasium's CarRacing, bit for bit, in
 under half the time: gymnasium moves each of the ~800 polygons of the playfield through pygame vectors
 in Python to find the ~60 on screen, paints the background as a polygon over the whole screen and
-loads its font from disk every frame. :func:`preprocess` keeps its products on one OpenBLAS thread
-(:func:`one_blas_thread`), the same bits without the threads' waits on a busy machine.
-tests/test_carracing.py holds a seeded rollout's observations and rewards to those recorded before
-either change, and to gymnasium's renderer in-process; bench/carracing_step.py times both paths.
+loads its font from disk every frame. :func:`preprocess` sums only the source pixels each output
+covers, in one fixed order (compiled), so a frame is the same bits on every CPU.
+tests/test_carracing.py holds a seeded rollout's observations and rewards to gymnasium's renderer
+in-process; bench/carracing_step.py times both paths.
 """
 
 from __future__ import annotations
 
-import ctypes
-import itertools
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import gymnasium
+import numba
 import numpy as np
 from gymnasium import spaces
 
@@ -75,54 +71,52 @@ def area_matrix(source: int, target: int) -> np.ndarray:
 
 
 @cache
-def openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """The thread-count getter and setter of the OpenBLAS bundled in numpy's wheel, or None (another
-    BLAS, or a numpy built against the system's)."""
-    root = Path(np.__file__).parent
-    for path in sorted([*root.parent.glob("numpy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]):
-        try:
-            blas = ctypes.CDLL(str(path))  # the copy numpy loaded: same file, same handle
-        except OSError:
-            continue
-        for prefix, suffix in itertools.product(("scipy_openblas", "openblas"), ("64_", "")):
-            get = getattr(blas, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(blas, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, put
-    return None
+def area_bands(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`area_matrix` as bands: each output's first source index, its count of sources (at most
+    three here) and their weights, zero-padded: the resize touches only the pixels each output covers."""
+    matrix = area_matrix(source, target)
+    nonzero = [np.flatnonzero(row) for row in matrix]
+    width = max(len(n) for n in nonzero)
+    starts = np.array([n[0] for n in nonzero], dtype=np.int64)
+    counts = np.array([len(n) for n in nonzero], dtype=np.int64)
+    weights = np.zeros((len(matrix), width), dtype=np.float32)
+    for i, n in enumerate(nonzero):
+        weights[i, : len(n)] = matrix[i, n]
+    return starts, counts, weights
 
 
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """numpy's matmuls on one OpenBLAS thread meanwhile. OpenBLAS splits a product of preprocess's size
-    over threads, and on a machine whose cores are busy (an evolution's other workers) the threads wait
-    for each other: a frame then took 10-45 ms instead of 0.2 ms. OpenBLAS's threads split the output,
-    not the sums: the result is the same bits (tests/test_carracing.py checks it where it runs)."""
-    threads = openblas_threads()
-    if threads is None:
-        yield
-        return
-    get, put = threads
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
-
-
-def area_resize(frame: np.ndarray) -> np.ndarray:
-    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1], on as many BLAS threads as numpy's."""
-    rows, cols = area_matrix(frame.shape[0], SIZE), area_matrix(frame.shape[1], SIZE)
-    channels = np.moveaxis(frame, 2, 0).astype(np.float32) / 255.0
-    return np.clip(rows @ channels @ cols.T, 0.0, 1.0)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _resize(channels: np.ndarray, rows: tuple, cols: tuple) -> np.ndarray:
+    """rows @ channel @ cols.T for each channel, over the bands only, each sum in source order: first
+    down the rows, then across the columns, rounded to float32 after every product; clipped to [0, 1]."""
+    row_start, row_count, row_weight = rows
+    col_start, col_count, col_weight = cols
+    depth, width = channels.shape[0], channels.shape[2]
+    size, out_size = row_start.shape[0], col_start.shape[0]
+    out = np.empty((depth, size, out_size), dtype=np.float32)
+    tall = np.empty(width, dtype=np.float32)
+    for c in range(depth):
+        for i in range(size):
+            tall[:] = 0.0
+            for k in range(row_count[i]):
+                weight, source = row_weight[i, k], channels[c, row_start[i] + k]
+                for col in range(width):
+                    tall[col] += weight * source[col]
+            for j in range(out_size):
+                value = np.float32(0.0)
+                for k in range(col_count[j]):
+                    value += tall[col_start[j] + k] * col_weight[j, k]
+                out[c, i, j] = min(max(value, np.float32(0.0)), np.float32(1.0))
+    return out
 
 
 def preprocess(frame: np.ndarray) -> np.ndarray:
-    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1]: :func:`area_resize` on one thread."""
-    with one_blas_thread():
-        return area_resize(frame)
+    """A (H, W, 3) uint8 frame -> (3, 84, 84) float32 in [0, 1]: area averaging as the products
+    (rows x channel x columns.T) of the area matrices, summed in one fixed order, so the network sees
+    the same bits on every CPU (a BLAS product rounds by the kernel it picks for the CPU)."""
+    rows, cols = area_bands(frame.shape[0], SIZE), area_bands(frame.shape[1], SIZE)
+    channels = np.ascontiguousarray(np.moveaxis(frame, 2, 0), dtype=np.float32) / np.float32(255.0)
+    return _resize(channels, rows, cols)
 
 
 def squash(outputs: np.ndarray) -> np.ndarray:
