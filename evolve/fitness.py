@@ -156,14 +156,14 @@ def make_bodies(config: Config) -> dict[tuple[str, ...], gymnasium.Env]:
             bodies[damages] = sim.make(config.task, damages, randomise=randomise)
         except SpecError as exc:
             raise ConfigError(f"config key {key!r}: {exc}") from None
-    gait_terms = {
-        "joint_limit_cost": config.fitness.joint_limit_cost,
-        "joint_motion_reward": config.fitness.joint_motion_reward,
+    gait_terms = {  # each term, and what the robot must report for it
+        "joint_limit_cost": (config.fitness.joint_limit_cost, "at_limit", "joint limits"),
+        "joint_motion_reward": (config.fitness.joint_motion_reward, "joint_angles", "joint angles"),
     }
-    for key, value in gait_terms.items():
-        if value and not hasattr(bodies[()].unwrapped, "joint_angles"):
+    for key, (value, reading, what) in gait_terms.items():
+        if value and not hasattr(bodies[()].unwrapped, reading):
             raise ConfigError(
-                f"config key {key!r}: task {config.task!r} has no joint ranges to score; set it to 0"
+                f"config key {key!r}: task {config.task!r} reports no {what} to score; set it to 0"
             )
     return bodies
 

@@ -286,7 +286,7 @@ class AntBulletEnv(Quadruped):
         c, s = np.cos(-yaw), np.sin(-yaw)
         vx, vy = c * velocity[0] - s * velocity[1], s * velocity[0] + c * velocity[1]
         states = p.getJointStates(body, self.joint_ids)
-        angles = np.array([state[0] for state in states])
+        angles = self._angles = np.array([state[0] for state in states])
         speeds = self._speeds = np.array([state[1] for state in states])
         touching = {contact[3] for contact in p.getContactPoints(bodyA=body, bodyB=self._floor)}
         obs = np.concatenate(
@@ -300,6 +300,10 @@ class AntBulletEnv(Quadruped):
         )
         self._torso_z = z
         return np.clip(obs, -OBS_CLIP, OBS_CLIP)
+
+    def joint_angles(self) -> np.ndarray:
+        """The actuated joints' angles (rad) at the last observation, in action order."""
+        return self._angles.copy()
 
     def _info(self) -> dict[str, Any]:
         return {"x_distance": self._start_distance - self._target_distance, "damage": list(self.damage)}

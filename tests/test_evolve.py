@@ -246,13 +246,15 @@ def test_unknown_config_key_is_a_one_line_error_with_exit_2(tmp_path):
             "config key 'symmetry': task 'ant-bullet' has no mirror map; set symmetry: none",
         ),
         (["--set", "symmetry=mirror", "--set", "hidden=[5]"], "hidden neurons: sizes must be even, got 5"),
-        *[
-            (
-                ["--set", "task=ant-bullet", "--set", f"{key}=0.1"],
-                f"config key '{key}': task 'ant-bullet' has no",
-            )
-            for key in ("joint_limit_cost", "joint_motion_reward")
-        ],
+        (
+            ["--set", "task=ant-bullet", "--set", "joint_limit_cost=0.1"],
+            "config key 'joint_limit_cost': task 'ant-bullet' reports no joint limits",
+        ),
+        (
+            ["--set", "task=carracing", "--set", "train_damages=[[]]", "--set", "validation_damages=[]"]
+            + ["--set", "joint_motion_reward=0.1"],
+            "config key 'joint_motion_reward': task 'carracing' reports no joint angles",
+        ),
     ],
 )
 def test_bad_values_name_the_key(args, message, tmp_path, capsys):
@@ -441,6 +443,20 @@ def test_joint_motion_reward_pays_per_joint_that_moves():
         paid = Evaluator(make_config({**values, "joint_motion_reward": 0.1})).run_job(mean, job, 100)
         assert 0.1 * 5 * low < paid.fitness - free.fitness < 0.1 * 5 * high
         assert paid.walked == free.walked == free.fitness  # validation reports the distance alone
+
+
+def test_joint_motion_counts_the_pybullet_ants_joints_too():
+    """The PyBullet Ant reports its joint angles, so its runs can pay the same gait term: random torques
+    move nearly all eight joints, a body left alone only settles onto the floor."""
+    env = sim.make("ant-bullet")
+    config = make_config({"joint_motion_reward": 0.1})
+    rng = np.random.default_rng(0)
+    for torques, low, high in ((lambda: rng.uniform(-1, 1, 8), 6.5, 8.0), (lambda: np.zeros(8), 0.0, 1.0)):
+        gait = GaitTerms(env, config)
+        env.reset(seed=0)
+        for tick in range(100):
+            gait(tick, env.step(torques())[0], None, {})
+        assert low <= gait.moving_joints() <= high
 
 
 def test_fall_cost_charges_the_seconds_a_fall_cuts_short():
