@@ -2,6 +2,7 @@
 
     python docs/results.py [--task ant] [--lifetimes 20] [--workers 2]
     python docs/results.py --task servo-quad --lifetimes 50
+    python docs/results.py --task ant-bullet   # the paper's three Ants, its lifetime and units too
     python docs/results.py --gait --hebbian runs/NAME/best.npz   # which joints each genome moves
     python docs/results.py --task servo-quad --sensitivity [--out PATH]   # each randomisation edge
 
@@ -75,6 +76,8 @@ class Task:
     hebbian: str
     static: str
     table: str
+    ticks: int = TICKS  # controlled ticks per lifetime, after the settle
+    unit: float = 0.0  # metres per unit of the paper's score, when the table also gives it (0: metres only)
 
 
 TASKS = {
@@ -107,6 +110,17 @@ TASKS = {
         "servo-quad-static",
         "results_table_servo_quad.md",
     ),
+    # The paper's table (issue 24): its three morphologies, in AntBulletEnv-v0's lifetime (1000 steps, the
+    # first 40 the settle) and its unit, the summed progress term: (m nearer the target) / 0.0165 s.
+    "ant-bullet": Task(
+        (Row("standard"), *[Row(f"leg {n} lower part at 25%", (f"shorten-leg:{n}:0.25",)) for n in (4, 1)]),
+        ("launch/genomes/ant_bullet_hebbian.yaml",),
+        "ant-bullet",
+        "ant-bullet-static",
+        "results_table_ant_bullet.md",
+        ticks=1000 - 40,
+        unit=0.0165,
+    ),
 }
 
 
@@ -134,7 +148,7 @@ def _lifetime(job: tuple[str, str, Row, int]) -> tuple[float, bool, int | None]:
     task, genome, row, seed = job
     loaded, settle, damages = _setup(task, genome, row.damages, row.midrun_leg)
     env = sim.make(task, damages, randomise=DOCS.parent / RANDOMISE if row.randomised else None)
-    life = run_lifetime(loaded.build(), env, TICKS, seed, settle_ticks=settle)
+    life = run_lifetime(loaded.build(), env, TASKS[task].ticks, seed, settle_ticks=settle)
     return life.distance, life.terminated, life.recovery_ticks()
 
 
@@ -155,13 +169,20 @@ def _run(work: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> li
         return list(pool.map(work, jobs, chunksize=4))
 
 
+def _distance(metres: np.ndarray, unit: float) -> str:
+    """Mean ± std in m, and in the paper's unit when the task has one."""
+    text = f"{metres.mean():.2f} ± {metres.std():.2f}"
+    return f"{text} ({metres.mean() / unit:.0f} ± {metres.std() / unit:.0f})" if unit else text
+
+
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
-    rows = TASKS[task].rows
+    rows, unit = TASKS[task].rows, TASKS[task].unit
     jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
     results = _run(_lifetime, jobs, workers)
     seen = _training_damages(TASKS[task].configs)
+    distance = f"distance (m{', and the paper units' if unit else ''})"
     header = (
-        "| body | in training | Hebbian distance (m) | static distance (m) | Hebbian better by > spread | "
+        f"| body | in training | Hebbian {distance} | static {distance} | Hebbian better by > spread | "
         f"walked forward (>= {FORWARD_M:g} m), Hebbian / static | fell, Hebbian / static | "
         "median recovery (ticks), Hebbian / static |\n|---|---|---|---|---|---|---|---|\n"
     )
@@ -185,8 +206,7 @@ def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> s
         fell = [sum(f for _, f, _ in cells[name]) for name in ("Hebbian", "static")]
         trained = "yes" if row.trained_on(seen) else "no (held out)"
         lines.append(
-            f"| {row.label} | {trained} | {hebb.mean():.2f} ± {hebb.std():.2f} | "
-            f"{stat.mean():.2f} ± {stat.std():.2f} | {better} | "
+            f"| {row.label} | {trained} | {_distance(hebb, unit)} | {_distance(stat, unit)} | {better} | "
             f"{(hebb >= FORWARD_M).sum()}/{lifetimes} / {(stat >= FORWARD_M).sum()}/{lifetimes} | "
             f"{fell[0]}/{lifetimes} / {fell[1]}/{lifetimes} | {recovery} |"
         )

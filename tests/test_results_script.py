@@ -96,3 +96,14 @@ def test_the_baseline_pins_nothing() -> None:
     assert results.edge_randomisation(results.Edge()) == WIDE
     draws = _draws(results.Edge())
     assert len({float(d["friction"]) for d in draws}) == len(draws)
+
+
+def test_the_paper_table_keeps_the_papers_split_and_units() -> None:
+    """The ant-bullet table marks the front-right Ant trained and the front-left one held out, as the
+    training config has them, and scores AntBulletEnv-v0's 960 controlled steps in its progress units."""
+    task = results.TASKS["ant-bullet"]
+    seen = results._training_damages(task.configs)
+    trained = {row.label: row.trained_on(seen) for row in task.rows}
+    assert trained == {"standard": True, "leg 4 lower part at 25%": True, "leg 1 lower part at 25%": False}
+    assert task.ticks == 960
+    assert results._distance(np.array([16.5, 16.5]), task.unit) == "16.50 ± 0.00 (1000 ± 0)"
