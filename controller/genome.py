@@ -176,6 +176,7 @@ SHIPPED = {
     "ant-hebbian": "ant_hebbian.npz",
     "ant-static": "ant_static.npz",
     "ant-bullet": "ant_bullet_hebbian.npz",
+    "ant-bullet-static": "ant_bullet_static.npz",
     "carracing": "carracing_hebbian.npz",
     "servo-quad": "servo_quad_hebbian.npz",
     "servo-quad-static": "servo_quad_static.npz",

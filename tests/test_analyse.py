@@ -90,7 +90,7 @@ SLOW_TASKS = {"carracing", "ant-bullet"}  # pixels, and PyBullet's start-up: in 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_TASKS else [])
+        pytest.param(name, marks=[pytest.mark.slow] if load_genome(name).task in SLOW_TASKS else [])
         for name in sorted(set(SHIPPED) - {"ant", "ant-hebbian"})
     ],
 )
