@@ -77,7 +77,7 @@ class Task:
     static: str
     table: str
     ticks: int = TICKS  # controlled ticks per lifetime, after the settle
-    unit: float = 0.0  # metres per unit of the paper's score, when the table also gives it (0: metres only)
+    progress_units: bool = False  # also the paper's score: summed progress, m walked / control period
 
 
 TASKS = {
@@ -111,7 +111,7 @@ TASKS = {
         "results_table_servo_quad.md",
     ),
     # The paper's table (issue 24): its three morphologies, in AntBulletEnv-v0's lifetime (1000 steps, the
-    # first 40 the settle) and its unit, the summed progress term: (m nearer the target) / 0.0165 s.
+    # first 40 the settle) and its unit, the summed progress term: (m nearer the target) / the control period.
     "ant-bullet": Task(
         (Row("standard"), *[Row(f"leg {n} lower part at 25%", (f"shorten-leg:{n}:0.25",)) for n in (4, 1)]),
         ("launch/genomes/ant_bullet_hebbian.yaml",),
@@ -119,7 +119,7 @@ TASKS = {
         "ant-bullet-static",
         "results_table_ant_bullet.md",
         ticks=1000 - 40,
-        unit=0.0165,
+        progress_units=True,
     ),
 }
 
@@ -176,7 +176,8 @@ def _distance(metres: np.ndarray, unit: float) -> str:
 
 
 def table(task: str, genomes: dict[str, str], lifetimes: int, workers: int) -> str:
-    rows, unit = TASKS[task].rows, TASKS[task].unit
+    rows = TASKS[task].rows
+    unit = _task_timing(task)[1] if TASKS[task].progress_units else 0.0  # m per unit: the control period
     jobs = [(task, g, row, seed) for row in rows for g in genomes.values() for seed in range(lifetimes)]
     results = _run(_lifetime, jobs, workers)
     seen = _training_damages(TASKS[task].configs)

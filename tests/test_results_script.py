@@ -106,4 +106,5 @@ def test_the_paper_table_keeps_the_papers_split_and_units() -> None:
     trained = {row.label: row.trained_on(seen) for row in task.rows}
     assert trained == {"standard": True, "leg 4 lower part at 25%": True, "leg 1 lower part at 25%": False}
     assert task.ticks == 960
-    assert results._distance(np.array([16.5, 16.5]), task.unit) == "16.50 ± 0.00 (1000 ± 0)"
+    assert task.progress_units and results._task_timing("ant-bullet")[1] == pytest.approx(0.0165)
+    assert results._distance(np.array([16.5, 16.5]), 0.0165) == "16.50 ± 0.00 (1000 ± 0)"
